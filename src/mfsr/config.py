@@ -1,0 +1,154 @@
+"""Strict loading of YAML configs into dataclasses.
+
+Unknown keys (with a "did you mean" hint), wrong value types and unreadable files are reported
+as one-line :class:`~mfsr.errors.MfsrError` messages naming the file and the dotted field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from mfsr.errors import MfsrError
+
+T = TypeVar("T")
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping from ``path``; errors name the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MfsrError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MfsrError(f"{path}: cannot be read ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise MfsrError(f"{path}: invalid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise MfsrError(f"{path}: expected a mapping of keys to values at the top level")
+    return data
+
+
+def resolve_preset(name_or_path: str, kind: str) -> Path:
+    """A preset name (``default``) -> the packaged YAML file; a path is returned as is."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        return candidate
+    packaged = PRESET_DIR / kind / f"{name_or_path}.yaml"
+    if packaged.exists():
+        return packaged
+    known = sorted(p.stem for p in (PRESET_DIR / kind).glob("*.yaml"))
+    raise MfsrError(f"unknown {kind} preset {name_or_path!r}; known presets: {', '.join(known)}")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    """Check/convert ``value`` against the annotation ``tp``; raise MfsrError naming ``where``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, where)
+            except MfsrError as exc:
+                errors.append(str(exc))
+        raise MfsrError(errors[0] if len(errors) == 1 else f"{where}: unexpected value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise MfsrError(f"{where}: expected a mapping, got {value!r}")
+        return from_dict(tp, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise MfsrError(f"{where}: expected a list of {len(args)} values, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise MfsrError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is list:
+        if not isinstance(value, list):
+            raise MfsrError(f"{where}: expected a list, got {value!r}")
+        return [_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise MfsrError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise MfsrError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise MfsrError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise MfsrError(f"{where}: expected a string, got {value!r}")
+        return value
+    if typing.get_origin(tp) is typing.Literal:
+        if value not in args:
+            raise MfsrError(f"{where}: expected one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    raise MfsrError(f"{where}: unsupported field type {_type_name(tp)}")  # pragma: no cover
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
+    """Build dataclass ``cls`` from ``data`` strictly: unknown keys and bad types are errors.
+
+    ``where`` prefixes field names in messages (e.g. ``"preset.yaml: blur"``).
+    """
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs = {}
+    sep = "." if where and not where.endswith(": ") else ""
+    for key, value in data.items():
+        name = f"{where}{sep}{key}"
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise MfsrError(f"{name}: unknown key{hint}; known keys: {', '.join(fields)}")
+        kwargs[key] = _convert(value, hints[key], name)
+    try:
+        obj = cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise MfsrError(f"{where or cls.__name__}: {exc}") from None
+    return obj
+
+
+def load_dataclass(cls: type[T], path: str | Path) -> T:
+    """Read YAML ``path`` into dataclass ``cls`` strictly (see :func:`from_dict`)."""
+    return from_dict(cls, read_yaml(path), where=f"{path}: ")
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass (nested) -> plain dict/list values, tuples as lists (YAML/JSON friendly)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    return obj

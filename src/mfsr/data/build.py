@@ -1,0 +1,344 @@
+"""``mfsr data build``: a folder of face photos -> identity-disjoint frozen sequence splits.
+
+Output layout (see ``docs/data.md``)::
+
+    <out>/dataset.json        settings the set was built with (scale, frames, sizes, seed, ...)
+    <out>/splits.json         split -> source photos (id, path, identity, sha256)
+    <out>/build-report.json   counts written/kept and every skipped input with its reason
+    <out>/{train,val,test}/<sample_id>/   one sample folder each (mfsr.data.sample)
+
+Every sample is drawn from ``default_rng([seed, crc32(sample_id)])``, so a rebuild with the same
+settings is byte-identical whatever the order or number of workers. Rerunning into the same
+folder with the same settings resumes (complete samples are kept).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from mfsr import __version__
+from mfsr.config import to_dict
+from mfsr.data.degrade import Crop, DegradationConfig, synthesize_sequence
+from mfsr.data.images import IMAGE_SUFFIXES, decode_rgb
+from mfsr.data.report import BuildReport
+from mfsr.data.sample import dumps_meta, remove_stale_tmp, safe_id, write_sample
+from mfsr.errors import DataError, MfsrError
+
+SPLITS = ("train", "val", "test")
+SEED_PROPORTIONS = (2504, 837, 753)  # the seed paper's train/val/test sizes
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Settings of ``mfsr data build``; everything that changes the output is recorded."""
+
+    source: Path
+    out: Path
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    scale: int = 8
+    n_frames: int = 7
+    hr_size: int = 256
+    seed: int = 0
+    crop: Literal["whole", "face"] = "whole"
+    face_size: int = 128  # side of the centred face crop, source px (crop="face")
+    counts: tuple[int, int, int] | None = None  # exact train/val/test sizes; None: proportions
+    proportions: tuple[float, float, float] = SEED_PROPORTIONS
+    max_per_identity: int | None = None
+    write_splits: tuple[str, ...] = SPLITS
+    max_upscale: float = 1.25  # largest allowed enlargement of the source crop to the HR size
+    overwrite: bool = False
+    workers: int = 1
+
+    def validate(self) -> None:
+        if self.scale not in (2, 4, 8):
+            raise MfsrError(f"--scale must be 2, 4 or 8, got {self.scale}")
+        if not 1 <= self.n_frames <= 64:
+            raise MfsrError(f"--frames must be in 1..64, got {self.n_frames}")
+        if self.hr_size < self.scale * 2 or self.hr_size % self.scale:
+            raise MfsrError(f"--hr-size {self.hr_size} must be a multiple of --scale {self.scale}")
+        if self.counts is not None and any(c < 0 for c in self.counts):
+            raise MfsrError(f"--counts must be >= 0, got {self.counts}")
+        if self.counts is None and (min(self.proportions) < 0 or sum(self.proportions) <= 0):
+            raise MfsrError(f"split proportions must be >= 0 and not all 0: {self.proportions}")
+        if unknown := set(self.write_splits) - set(SPLITS):
+            raise MfsrError(f"--splits: unknown split(s) {sorted(unknown)}; use {SPLITS}")
+        if self.max_per_identity is not None and self.max_per_identity < 1:
+            raise MfsrError("--max-per-identity must be >= 1")
+        if self.face_size < 2 or self.max_upscale <= 0 or self.workers < 1:
+            raise MfsrError("--face-size, --max-upscale and --workers must be positive")
+
+    def settings(self) -> dict:
+        """What goes into dataset.json (everything that determines the samples' bytes)."""
+        return {
+            "format": "mfsr-dataset",
+            "format_version": 1,
+            "source": str(self.source),
+            "scale": self.scale,
+            "n_frames": self.n_frames,
+            "hr_size": self.hr_size,
+            "lr_size": self.hr_size // self.scale,
+            "seed": self.seed,
+            "crop": {"mode": self.crop, **({"face_size": self.face_size} if self.crop == "face" else {})},
+            "counts": list(self.counts) if self.counts is not None else None,
+            "proportions": list(self.proportions) if self.counts is None else None,
+            "max_per_identity": self.max_per_identity,
+            "max_upscale": self.max_upscale,
+            "degradation": {"preset": self.degradation.name, "config": to_dict(self.degradation)},
+            "mfsr_version": __version__,
+        }
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    """A usable source photo."""
+
+    id: str
+    rel: str  # path relative to the source folder, POSIX style
+    identity: str
+    sha256: str
+
+
+def _identity(rel: Path) -> str:
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def _crop_for(image: np.ndarray, opts: BuildOptions) -> Crop:
+    h, w = image.shape[:2]
+    return Crop.centred(w, h, opts.face_size if opts.crop == "face" else None)
+
+
+def _check_size(image: np.ndarray, opts: BuildOptions) -> str | None:
+    h, w = image.shape[:2]
+    if opts.crop == "face" and opts.face_size > min(w, h):
+        return f"image {w}x{h} is smaller than the face crop {opts.face_size} px"
+    side = opts.face_size if opts.crop == "face" else min(w, h)
+    if side * opts.max_upscale < opts.hr_size:
+        return (
+            f"image {w}x{h} is too small for HR size {opts.hr_size} (crop {side} px would be "
+            f"enlarged x{opts.hr_size / side:.2f} > --max-upscale {opts.max_upscale})"
+        )
+    return None
+
+
+def scan_sources(
+    opts: BuildOptions, report: BuildReport, progress: Callable[[int, int], None] | None = None
+) -> list[SourceItem]:
+    """Decode every file under ``opts.source``; usable photos are returned, the rest skipped."""
+    root = opts.source
+    if not root.is_dir():
+        raise MfsrError(f"{root}: source folder not found")
+    real_root = root.resolve()
+    paths = sorted((p for p in root.rglob("*") if not p.is_dir()), key=lambda p: p.as_posix())
+    items: list[SourceItem] = []
+    for done, path in enumerate(paths, 1):
+        rel = path.relative_to(root)
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            report.skip(str(path), f"not an image file (suffix {path.suffix or 'none'!r})")
+        elif not path.resolve().is_relative_to(real_root):
+            report.skip(str(path), "link points outside the source folder")
+        else:
+            try:
+                data = path.read_bytes()
+                if not data:
+                    raise DataError(f"{path}: empty file (0 bytes)")
+                reason = _check_size(decode_rgb(data, name=str(path)), opts)
+            except DataError as exc:
+                reason = str(exc).removeprefix(f"{path}: ")
+            except OSError as exc:
+                reason = f"cannot be read ({exc.strerror or exc})"
+            if reason:
+                report.skip(str(path), reason)
+            else:
+                sha = hashlib.sha256(data).hexdigest()
+                items.append(SourceItem(safe_id(rel.as_posix()), rel.as_posix(), _identity(rel), sha))
+        if progress:
+            progress(done, len(paths))
+    if not paths:
+        raise MfsrError(f"{root}: the source folder is empty")
+    ids = [it.id for it in items]
+    if len(set(ids)) != len(ids):
+        raise MfsrError(f"{root}: two photos map to the same sample id; rename one of them")
+    return items
+
+
+def assign_splits(items: list[SourceItem], opts: BuildOptions) -> dict[str, list[SourceItem]]:
+    """Identity-disjoint train/val/test lists, reproducible from ``opts.seed``.
+
+    Identities are taken in a seeded random order; each goes whole (or up to the remaining
+    need, in ``counts`` mode) to the split that is relatively furthest below its target.
+    """
+    by_identity: dict[str, list[SourceItem]] = {}
+    for it in items:
+        by_identity.setdefault(it.identity, []).append(it)
+    names = sorted(by_identity)
+    rng = np.random.default_rng([opts.seed, 0x5151])
+    order = [names[i] for i in rng.permutation(len(names))]
+    groups = [by_identity[n][: opts.max_per_identity] for n in order]
+    if opts.counts is not None:
+        targets = list(opts.counts)
+    else:
+        total = sum(len(g) for g in groups)
+        weights = np.asarray(opts.proportions, dtype=float) / sum(opts.proportions)
+        targets = [int(round(total * w)) for w in weights[:2]]
+        targets.append(total - sum(targets))
+    splits: dict[str, list[SourceItem]] = {s: [] for s in SPLITS}
+    for group in groups:
+        deficits = [(t - len(splits[s])) / t if t else -1.0 for s, t in zip(SPLITS, targets)]
+        best = int(np.argmax(deficits))
+        if deficits[best] <= 0:
+            break
+        need = targets[best] - len(splits[SPLITS[best]])
+        splits[SPLITS[best]].extend(group[:need])
+    return splits
+
+
+def _prepare_out(opts: BuildOptions, settings: dict) -> None:
+    out = opts.out
+    meta_path = out / "dataset.json"
+    if out.exists() and not out.is_dir():
+        raise MfsrError(f"{out}: exists and is not a folder")
+    if meta_path.exists():
+        try:
+            old = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise MfsrError(f"{meta_path}: unreadable ({exc}); use --overwrite") from None
+        if opts.overwrite:
+            for name in (*SPLITS, "dataset.json", "splits.json", "build-report.json"):
+                target = out / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+        elif old != settings:
+            changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+            raise MfsrError(
+                f"{out}: already holds a dataset built with other settings ({', '.join(changed)}"
+                " differ); use --overwrite or another --out"
+            )
+    elif out.exists() and any(out.iterdir()):
+        raise MfsrError(f"{out}: folder is not empty and holds no mfsr dataset; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(dumps_meta(data), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def build_one(item: SourceItem, split: str, opts: BuildOptions) -> tuple[str, str]:
+    """Synthesise and write one sample; returns (status, detail): written/kept/skipped."""
+    split_dir = opts.out / split
+    if (split_dir / item.id).is_dir():
+        return "kept", ""
+    path = opts.source / item.rel
+    try:
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != item.sha256:
+            return "skipped", "file changed since it was scanned"
+        image = decode_rgb(data, name=str(path))
+    except (OSError, DataError) as exc:
+        return "skipped", str(exc).removeprefix(f"{path}: ")
+    sample_seed = zlib.crc32(item.id.encode("utf-8"))
+    rng = np.random.default_rng([opts.seed, sample_seed])
+    crop = _crop_for(image, opts)
+    frames, hr, params = synthesize_sequence(
+        image, crop, opts.hr_size, opts.scale, opts.n_frames, opts.degradation, rng
+    )
+    meta = {
+        "source": {"kind": "image", "path": item.rel, "sha256": item.sha256,
+                   "size": [int(image.shape[1]), int(image.shape[0])]},
+        "identity": item.identity,
+        "split": split,
+        "scale": opts.scale,
+        "reference_index": params.reference_index,
+        "crop": {"mode": opts.crop, "cx": crop.cx, "cy": crop.cy, "side": crop.side},
+        "seed": {"base": opts.seed, "sample": sample_seed},
+        "degradation": {"preset": opts.degradation.name, "config": to_dict(opts.degradation),
+                        "drawn": params.to_dict()},
+        "mfsr_version": __version__,
+    }
+    write_sample(split_dir, item.id, frames, hr, meta)
+    return "written", ""
+
+
+def build_dataset(
+    opts: BuildOptions,
+    report: BuildReport | None = None,
+    scan_progress: Callable[[int, int], None] | None = None,
+    build_progress: Callable[[int, int], None] | None = None,
+) -> BuildReport:
+    """Scan, split and write the dataset described by ``opts``; returns the report.
+
+    Raises :class:`MfsrError` when no usable photo remains or the output folder conflicts.
+    """
+    opts.validate()
+    report = report or BuildReport()
+    opts = replace(opts, source=Path(opts.source), out=Path(opts.out))
+    settings = opts.settings()
+    items = scan_sources(opts, report, scan_progress)
+    if not items:
+        raise MfsrError(f"{opts.source}: no usable face photos ({len(report.skipped)} skipped)")
+    _prepare_out(opts, settings)
+    splits = assign_splits(items, opts)
+    for split, target in zip(SPLITS, opts.counts or ()):
+        if len(splits[split]) < target:
+            report.notes.append(
+                f"{split}: asked for {target} samples, only {len(splits[split])} available"
+            )
+    split_table = {s: [to_dict(i) for i in splits[s]] for s in SPLITS}
+    splits_path = opts.out / "splits.json"
+    if splits_path.exists() and not opts.overwrite:
+        try:
+            same = json.loads(splits_path.read_text(encoding="utf-8")) == split_table
+        except (OSError, json.JSONDecodeError):
+            same = False
+        if not same:
+            raise MfsrError(
+                f"{opts.out}: the source photos changed since this dataset was built (the splits "
+                "would differ); use --overwrite or another --out"
+            )
+    _write_json(opts.out / "dataset.json", settings)
+    _write_json(splits_path, split_table)
+    jobs = [(it, s) for s in opts.write_splits for it in splits[s]]
+    for s in opts.write_splits:
+        remove_stale_tmp(opts.out / s)
+    _run_jobs(jobs, opts, report, build_progress)
+    _write_json(opts.out / "build-report.json", report.to_dict())
+    return report
+
+
+def _run_jobs(jobs, opts: BuildOptions, report: BuildReport, progress) -> None:
+    def record(job, result) -> None:
+        status, detail = result
+        item, split = job
+        if status == "skipped":
+            report.skip(str(opts.source / item.rel), detail)
+        elif status == "kept":
+            report.kept[split] += 1
+        else:
+            report.written[split] += 1
+
+    if opts.workers == 1:
+        for done, job in enumerate(jobs, 1):
+            record(job, build_one(job[0], job[1], opts))
+            if progress:
+                progress(done, len(jobs))
+        return
+    with ProcessPoolExecutor(max_workers=opts.workers) as pool:
+        futures = [pool.submit(build_one, item, split, opts) for item, split in jobs]
+        for done, (job, future) in enumerate(zip(jobs, futures), 1):
+            record(job, future.result())
+            if progress:
+                progress(done, len(jobs))

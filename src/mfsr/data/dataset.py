@@ -1,0 +1,143 @@
+"""Torch datasets of frame sequences.
+
+Both datasets return a dict per sample:
+
+* ``frames``: float32 tensor ``(N, 3, h, w)`` in [0, 1] (frame ``N // 2`` is the reference);
+* ``hr``: float32 tensor ``(3, H, W)`` in [0, 1] (absent for LR-only samples);
+* ``id``: the sample id (str); ``meta``: the sample's metadata (dict).
+
+Use :func:`collate` with a DataLoader: it stacks tensors and keeps ids and metadata as lists.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mfsr.data.degrade import Crop, DegradationConfig, synthesize_sequence
+from mfsr.data.folders import NATIVE, FolderLayout, find_samples
+from mfsr.data.images import read_rgb
+from mfsr.data.sample import load_sample
+from mfsr.errors import DataError
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)
+
+
+def stack_frames(frames: Sequence[np.ndarray]) -> torch.Tensor:
+    """N uint8 (h, w, 3) frames -> float32 (N, 3, h, w) in [0, 1]."""
+    return torch.stack([to_tensor(f) for f in frames])
+
+
+def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack ``frames``/``hr`` tensors; keep ``id`` and ``meta`` as lists."""
+    out: dict[str, Any] = {
+        "frames": torch.stack([b["frames"] for b in batch]),
+        "id": [b["id"] for b in batch],
+        "meta": [b["meta"] for b in batch],
+    }
+    if all("hr" in b for b in batch):
+        out["hr"] = torch.stack([b["hr"] for b in batch])
+    return out
+
+
+class SequenceDataset(Dataset):
+    """Samples stored on disk (native mfsr layout or an MLFDB-style :class:`FolderLayout`).
+
+    Unusable samples found while listing are skipped and kept in ``self.skipped`` as
+    ``(where, reason)``; an empty result is an error. A file that fails to decode at read time
+    raises :class:`DataError` naming it.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        layout: FolderLayout = NATIVE,
+        n_frames: int | None = None,
+        require_hr: bool = True,
+    ) -> None:
+        self.root = Path(root)
+        self.samples, self.skipped = find_samples(self.root, layout, n_frames, require_hr)
+        if not self.samples:
+            reason = f" ({len(self.skipped)} skipped: {self.skipped[0][1]})" if self.skipped else ""
+            raise DataError(f"{self.root}: no usable samples{reason}")
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        files = self.samples[index]
+        frames, hr, meta = load_sample(files)
+        item: dict[str, Any] = {"frames": stack_frames(frames), "id": files.id, "meta": meta}
+        if hr is not None:
+            h, w = frames[0].shape[:2]
+            if hr.shape[0] % h or hr.shape[1] % w or hr.shape[0] // h != hr.shape[1] // w:
+                raise DataError(
+                    f"{files.hr}: HR size {hr.shape[1]}x{hr.shape[0]} is not an integer "
+                    f"multiple of the LR size {w}x{h}"
+                )
+            item["hr"] = to_tensor(hr)
+        return item
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """A clean face photo to synthesise sequences from."""
+
+    path: Path
+    identity: str
+    id: str
+
+
+class SyntheticSequenceDataset(Dataset):
+    """Fresh degraded sequences from clean photos, generated on the fly.
+
+    Sample ``i`` in epoch ``e`` is drawn from ``numpy.random.default_rng([seed, e, i])``: a
+    different degradation every epoch, identical for the same (seed, epoch, index) whatever the
+    number of loader workers. Call :meth:`set_epoch` at the start of each epoch.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[SourceImage],
+        scale: int,
+        n_frames: int,
+        hr_size: int,
+        degradation: DegradationConfig,
+        seed: int = 0,
+        face_crop: int | None = None,
+    ) -> None:
+        if not sources:
+            raise DataError("no source images to synthesise sequences from")
+        if hr_size % scale:
+            raise DataError(f"HR size {hr_size} is not divisible by the scale {scale}")
+        self.sources = list(sources)
+        self.scale, self.n_frames, self.hr_size = scale, n_frames, hr_size
+        self.degradation, self.seed, self.face_crop = degradation, seed, face_crop
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        src = self.sources[index]
+        image = read_rgb(src.path)
+        crop = Crop.centred(image.shape[1], image.shape[0], self.face_crop)
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        frames, hr, params = synthesize_sequence(
+            image, crop, self.hr_size, self.scale, self.n_frames, self.degradation, rng
+        )
+        meta = {"identity": src.identity, "epoch": self.epoch, "degradation": params.to_dict()}
+        return {"frames": stack_frames(frames), "hr": to_tensor(hr), "id": src.id, "meta": meta}
