@@ -26,20 +26,34 @@ def _parse_counts(text: str | None) -> tuple[int, int, int] | None:
 
 @app.command("build")
 def build(
-    source: Path = typer.Option(..., help="Folder of face photos (LFW layout: one folder per identity)."),
+    source: Path = typer.Option(
+        ..., help="Folder of face photos (LFW layout: one folder per identity)."
+    ),
     out: Path = typer.Option(..., help="Output dataset folder."),
     scale: int = typer.Option(8, help="Scale factor: 2, 4 or 8."),
     frames: int = typer.Option(7, help="Frames per sequence (N)."),
     hr_size: int = typer.Option(256, help="HR target size in pixels (LR size = HR size / scale)."),
     seed: int = typer.Option(0, help="Seed for splits and degradations."),
     degradation: str = typer.Option("default", help="Degradation preset name or YAML path."),
-    crop: str = typer.Option("whole", help="'whole': whole image (centred square); 'face': centred face crop."),
-    face_size: int = typer.Option(128, help="Side of the centred face crop in source pixels (--crop face)."),
-    counts: str = typer.Option(None, help="Exact split sizes TRAIN,VAL,TEST (e.g. 2504,837,753); default: all photos in the seed's 2504:837:753 proportions."),
+    crop: str = typer.Option(
+        "whole", help="'whole': whole image (centred square); 'face': centred face crop."
+    ),
+    face_size: int = typer.Option(
+        128, help="Side of the centred face crop in source pixels (--crop face)."
+    ),
+    counts: str = typer.Option(
+        None,
+        help="Exact split sizes TRAIN,VAL,TEST (e.g. 2504,837,753); "
+        "default: all photos in the seed's 2504:837:753 proportions.",
+    ),
     max_per_identity: int = typer.Option(None, help="Use at most this many photos per identity."),
     splits: str = typer.Option("train,val,test", help="Which splits to write as frozen samples."),
-    max_upscale: float = typer.Option(1.25, help="Skip photos whose crop would be enlarged more than this to reach the HR size."),
-    workers: int = typer.Option(1, help="Processes writing samples (output is identical for any number)."),
+    max_upscale: float = typer.Option(
+        1.25, help="Skip photos whose crop would be enlarged more than this to reach the HR size."
+    ),
+    workers: int = typer.Option(
+        1, help="Processes writing samples (output is identical for any number)."
+    ),
     overwrite: bool = typer.Option(False, help="Replace a dataset already in --out."),
 ) -> None:
     """Build identity-disjoint train/val/test sequence sets from face photos."""
@@ -51,11 +65,21 @@ def build(
     if crop not in ("whole", "face"):
         raise MfsrError(f"--crop must be 'whole' or 'face', got {crop!r}")
     opts = BuildOptions(
-        source=source, out=out, degradation=load_degradation(degradation), scale=scale,
-        n_frames=frames, hr_size=hr_size, seed=seed, crop=crop, face_size=face_size,  # type: ignore[arg-type]
-        counts=_parse_counts(counts), max_per_identity=max_per_identity,
+        source=source,
+        out=out,
+        degradation=load_degradation(degradation),
+        scale=scale,
+        n_frames=frames,
+        hr_size=hr_size,
+        seed=seed,
+        crop=crop,
+        face_size=face_size,  # type: ignore[arg-type]
+        counts=_parse_counts(counts),
+        max_per_identity=max_per_identity,
         write_splits=tuple(s.strip() for s in splits.split(",") if s.strip()),
-        max_upscale=max_upscale, overwrite=overwrite, workers=workers,
+        max_upscale=max_upscale,
+        overwrite=overwrite,
+        workers=workers,
     )
     opts.validate()
     with progress_bars() as add:
@@ -72,12 +96,18 @@ def build(
 def from_video(
     video: list[Path] = typer.Option(..., help="Video clip(s); repeat the option for several."),
     out: Path = typer.Option(..., help="Output dataset folder."),
-    mode: str = typer.Option("eval", help="'eval': HR + degraded LR frames; 'lr-only': LR frames for enhancement."),
+    mode: str = typer.Option(
+        "eval", help="'eval': HR + degraded LR frames; 'lr-only': LR frames for enhancement."
+    ),
     frames: int = typer.Option(7, help="Frames per sequence (N)."),
     scale: int = typer.Option(8, help="Scale factor: 2, 4 or 8."),
     hr_size: int = typer.Option(256, help="HR size in pixels (LR size = HR size / scale)."),
-    stride: int = typer.Option(None, help="Start a sequence every STRIDE frames (default: N, no overlap)."),
-    degradation: str = typer.Option("default", help="Degradation preset (eval mode; no synthetic motion)."),
+    stride: int = typer.Option(
+        None, help="Start a sequence every STRIDE frames (default: N, no overlap)."
+    ),
+    degradation: str = typer.Option(
+        "default", help="Degradation preset (eval mode; no synthetic motion)."
+    ),
     seed: int = typer.Option(0, help="Seed for the degradations."),
     split: str = typer.Option("test", help="Split folder to write into."),
     max_frames: int = typer.Option(None, help="Read at most this many frames of each clip."),
@@ -94,9 +124,19 @@ def from_video(
     with progress_bars() as add:
         for clip in video:
             build_from_video(
-                clip, out, mode=mode, n_frames=frames, scale=scale, hr_size=hr_size,
-                stride=stride, degradation=cfg, seed=seed, split=split,
-                max_frames=max_frames, report=report, progress=add(clip.name),
+                clip,
+                out,
+                mode=mode,
+                n_frames=frames,
+                scale=scale,
+                hr_size=hr_size,
+                stride=stride,
+                degradation=cfg,
+                seed=seed,
+                split=split,
+                max_frames=max_frames,
+                report=report,
+                progress=add(clip.name),
             )
     print_report(report, f"mfsr data from-video -> {out}")
     if report.total == 0:

@@ -89,7 +89,10 @@ class BuildOptions:
             "hr_size": self.hr_size,
             "lr_size": self.hr_size // self.scale,
             "seed": self.seed,
-            "crop": {"mode": self.crop, **({"face_size": self.face_size} if self.crop == "face" else {})},
+            "crop": {
+                "mode": self.crop,
+                **({"face_size": self.face_size} if self.crop == "face" else {}),
+            },
             "counts": list(self.counts) if self.counts is not None else None,
             "proportions": list(self.proportions) if self.counts is None else None,
             "max_per_identity": self.max_per_identity,
@@ -161,7 +164,9 @@ def scan_sources(
                 report.skip(str(path), reason)
             else:
                 sha = hashlib.sha256(data).hexdigest()
-                items.append(SourceItem(safe_id(rel.as_posix()), rel.as_posix(), _identity(rel), sha))
+                items.append(
+                    SourceItem(safe_id(rel.as_posix()), rel.as_posix(), _identity(rel), sha)
+                )
         if progress:
             progress(done, len(paths))
     if not paths:
@@ -175,8 +180,9 @@ def scan_sources(
 def assign_splits(items: list[SourceItem], opts: BuildOptions) -> dict[str, list[SourceItem]]:
     """Identity-disjoint train/val/test lists, reproducible from ``opts.seed``.
 
-    Identities are taken in a seeded random order; each goes whole (or up to the remaining
-    need, in ``counts`` mode) to the split that is relatively furthest below its target.
+    Identities are taken in a seeded random order; each goes whole to the split that is
+    relatively furthest below its target. In ``counts`` mode the sizes are exact: an identity
+    that would overshoot contributes only the photos still needed (the rest go unused).
     """
     by_identity: dict[str, list[SourceItem]] = {}
     for it in items:
@@ -198,8 +204,9 @@ def assign_splits(items: list[SourceItem], opts: BuildOptions) -> dict[str, list
         best = int(np.argmax(deficits))
         if deficits[best] <= 0:
             break
-        need = targets[best] - len(splits[SPLITS[best]])
-        splits[SPLITS[best]].extend(group[:need])
+        if opts.counts is not None:  # exact sizes: the last identity may be used in part
+            group = group[: targets[best] - len(splits[SPLITS[best]])]
+        splits[SPLITS[best]].extend(group)
     return splits
 
 
@@ -227,7 +234,9 @@ def _prepare_out(opts: BuildOptions, settings: dict) -> None:
                 " differ); use --overwrite or another --out"
             )
     elif out.exists() and any(out.iterdir()):
-        raise MfsrError(f"{out}: folder is not empty and holds no mfsr dataset; choose another --out")
+        raise MfsrError(
+            f"{out}: folder is not empty and holds no mfsr dataset; choose another --out"
+        )
     out.mkdir(parents=True, exist_ok=True)
 
 
@@ -257,16 +266,23 @@ def build_one(item: SourceItem, split: str, opts: BuildOptions) -> tuple[str, st
         image, crop, opts.hr_size, opts.scale, opts.n_frames, opts.degradation, rng
     )
     meta = {
-        "source": {"kind": "image", "path": item.rel, "sha256": item.sha256,
-                   "size": [int(image.shape[1]), int(image.shape[0])]},
+        "source": {
+            "kind": "image",
+            "path": item.rel,
+            "sha256": item.sha256,
+            "size": [int(image.shape[1]), int(image.shape[0])],
+        },
         "identity": item.identity,
         "split": split,
         "scale": opts.scale,
         "reference_index": params.reference_index,
         "crop": {"mode": opts.crop, "cx": crop.cx, "cy": crop.cy, "side": crop.side},
         "seed": {"base": opts.seed, "sample": sample_seed},
-        "degradation": {"preset": opts.degradation.name, "config": to_dict(opts.degradation),
-                        "drawn": params.to_dict()},
+        "degradation": {
+            "preset": opts.degradation.name,
+            "config": to_dict(opts.degradation),
+            "drawn": params.to_dict(),
+        },
         "mfsr_version": __version__,
     }
     write_sample(split_dir, item.id, frames, hr, meta)

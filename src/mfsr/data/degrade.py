@@ -84,8 +84,11 @@ class DegradationConfig:
         for name, value in checks:
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-        ranges = {"blur.sigma": self.blur.sigma, "blur.motion_length": self.blur.motion_length,
-                  "noise.gaussian_sigma": self.noise.gaussian_sigma}
+        ranges = {
+            "blur.sigma": self.blur.sigma,
+            "blur.motion_length": self.blur.motion_length,
+            "noise.gaussian_sigma": self.noise.gaussian_sigma,
+        }
         if self.noise.poisson_peak is not None:
             ranges["noise.poisson_peak"] = self.noise.poisson_peak
             if min(self.noise.poisson_peak) <= 0:
@@ -160,9 +163,12 @@ def sample_params(
     for k in range(n_frames):
         moved = motion and k != ref
         shift = (
-            (float(rng.uniform(-m.max_shift, m.max_shift)),
-             float(rng.uniform(-m.max_shift, m.max_shift)))
-            if moved else (0.0, 0.0)
+            (
+                float(rng.uniform(-m.max_shift, m.max_shift)),
+                float(rng.uniform(-m.max_shift, m.max_shift)),
+            )
+            if moved
+            else (0.0, 0.0)
         )
         rotation = float(rng.uniform(-m.max_rotation, m.max_rotation)) if moved else 0.0
         zoom = float(rng.uniform(1 - m.max_zoom, 1 + m.max_zoom)) if moved else 1.0
@@ -217,7 +223,10 @@ def render_view(
         dtype=np.float64,
     )
     return cv2.warpAffine(
-        source, matrix, (hr_size, hr_size), flags=cv2.INTER_CUBIC,
+        source,
+        matrix,
+        (hr_size, hr_size),
+        flags=cv2.INTER_CUBIC,
         borderMode=cv2.BORDER_REFLECT_101,
     )
 
@@ -250,7 +259,7 @@ def psf_kernel(sigma: float, length: float = 0.0, angle: float = 0.0) -> np.ndar
 def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
     """Compress ``uint8 (h, w, 3)`` with baseline JPEG at ``quality`` and decode it again."""
     buf = io.BytesIO()
-    Image.fromarray(image, mode="RGB").save(buf, format="JPEG", quality=int(quality))
+    Image.fromarray(image).save(buf, format="JPEG", quality=int(quality))
     buf.seek(0)
     return np.asarray(Image.open(buf).convert("RGB"), dtype=np.uint8)
 

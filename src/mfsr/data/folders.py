@@ -65,7 +65,7 @@ def _inside(path: Path, root: Path) -> bool:
         return False
 
 
-def _one_match(root: Path, pattern: str | None, sample_id: str) -> Path | None | str:
+def _one_match(root: Path, pattern: str | None, sample_id: str) -> Path | str | None:
     """The single file matching ``pattern`` for ``sample_id``; None if none; a reason if many."""
     if pattern is None:
         return None

@@ -33,10 +33,10 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         arr = np.asarray(img, dtype=np.float64)
         peak = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
         arr = np.clip(np.round(arr / peak * 255.0), 0, 255).astype(np.uint8)
-        return Image.fromarray(arr, mode="L").convert("RGB")
+        return Image.fromarray(arr).convert("RGB")
     if img.mode == "F":
         arr = np.clip(np.round(np.asarray(img, dtype=np.float64) * 255.0), 0, 255)
-        return Image.fromarray(arr.astype(np.uint8), mode="L").convert("RGB")
+        return Image.fromarray(arr.astype(np.uint8)).convert("RGB")
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -100,7 +100,7 @@ def decode_rgb(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXELS)
 def encode_png(image: np.ndarray) -> bytes:
     """Encode ``uint8 (H, W, 3)`` RGB as PNG bytes (deterministic for equal input)."""
     buf = io.BytesIO()
-    Image.fromarray(image, mode="RGB").save(buf, format="PNG", compress_level=6)
+    Image.fromarray(image).save(buf, format="PNG", compress_level=6)
     return buf.getvalue()
 
 

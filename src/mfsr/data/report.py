@@ -1,4 +1,4 @@
-"""What a dataset-building command did: counts written/kept per split and every skip with its reason."""
+"""What a dataset-building command did: counts per split and every skip with its reason."""
 
 from __future__ import annotations
 

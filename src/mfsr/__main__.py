@@ -1,0 +1,5 @@
+"""``python -m mfsr`` runs the command line."""
+
+from mfsr.cli import main
+
+main()

@@ -1,0 +1,38 @@
+"""Shared fixtures: paths to the real data in ../shared/data, small real subsets."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+LFW = SHARED / "lfw" / "images_deepfunneled"
+VIDEOS = SHARED / "video-voxceleb2"
+
+
+def require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"shared data not found at {path} (CI always has ../shared/data)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def lfw_root() -> Path:
+    return require(LFW)
+
+
+@pytest.fixture(scope="session")
+def lfw_subset(tmp_path_factory, lfw_root) -> Path:
+    """A copy of 12 multi-photo and 12 single-photo LFW identities (48-ish real photos)."""
+    out = tmp_path_factory.mktemp("lfw-subset")
+    names = sorted(p.name for p in lfw_root.iterdir() if p.is_dir())[:400]
+    multi = [n for n in names if len(list((lfw_root / n).iterdir())) >= 2][:12]
+    single = [n for n in names if n not in multi][:12]
+    for name in multi + single:
+        photos = sorted((lfw_root / name).iterdir())[:4]
+        (out / name).mkdir()
+        for photo in photos:
+            shutil.copy(photo, out / name / photo.name)
+    return out
