@@ -111,6 +111,8 @@ def from_video(
     seed: int = typer.Option(0, help="Seed for the degradations."),
     split: str = typer.Option("test", help="Split folder to write into."),
     max_frames: int = typer.Option(None, help="Read at most this many frames of each clip."),
+    enlarge: float = typer.Option(2.4, help="Crop side / face box size (2.4: LFW's framing)."),
+    border: str = typer.Option("black", help="Crop parts outside the frame: 'black' or 'mirror'."),
 ) -> None:
     """Track the face in real video and write sequences of N consecutive frames."""
     from mfsr.cli.console import console, print_report, progress_bars
@@ -135,6 +137,8 @@ def from_video(
                 seed=seed,
                 split=split,
                 max_frames=max_frames,
+                enlarge=enlarge,
+                border=border,
                 report=report,
                 progress=add(clip.name),
             )

@@ -165,7 +165,9 @@ def scan_sources(
             else:
                 sha = hashlib.sha256(data).hexdigest()
                 items.append(
-                    SourceItem(safe_id(rel.as_posix()), rel.as_posix(), _identity(rel), sha)
+                    SourceItem(
+                        safe_id(rel.with_suffix("").as_posix()), rel.as_posix(), _identity(rel), sha
+                    )
                 )
         if progress:
             progress(done, len(paths))

@@ -36,6 +36,7 @@ from mfsr.config import load_dataclass, resolve_preset, to_dict
 from mfsr.errors import MfsrError
 
 Range = tuple[float, float]
+BORDERS = {"mirror": cv2.BORDER_REFLECT_101, "black": cv2.BORDER_CONSTANT}
 
 
 @dataclass(frozen=True)
@@ -194,12 +195,20 @@ class Crop:
 
 
 def render_view(
-    source: np.ndarray, crop: Crop, hr_size: int, scale: int, frame: FrameParams | None = None
+    source: np.ndarray,
+    crop: Crop,
+    hr_size: int,
+    scale: int,
+    frame: FrameParams | None = None,
+    border: str = "mirror",
 ) -> np.ndarray:
     """Warp ``source`` (uint8 HxWx3) so ``crop`` fills an ``hr_size`` square, moved by ``frame``.
 
-    Shifts in ``frame`` are LR px and are multiplied by ``scale``. Borders are mirrored.
+    Shifts in ``frame`` are LR px and are multiplied by ``scale``. Parts outside the source are
+    mirrored (``border="mirror"``) or black (``"black"``, as in LFW's own out-of-image areas).
     """
+    if border not in BORDERS:
+        raise MfsrError(f"border must be one of {', '.join(BORDERS)}, got {border!r}")
     f = hr_size / crop.side
     cx, cy = crop.cx, crop.cy
     if f < 0.8:  # shrink first with area averaging, so the bicubic warp does not alias
@@ -227,7 +236,7 @@ def render_view(
         matrix,
         (hr_size, hr_size),
         flags=cv2.INTER_CUBIC,
-        borderMode=cv2.BORDER_REFLECT_101,
+        borderMode=BORDERS[border],
     )
 
 

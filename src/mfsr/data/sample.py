@@ -36,9 +36,10 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def safe_id(text: str) -> str:
-    """Make a folder-safe sample id from a relative path or name (``a/b c.jpg`` -> ``a__b_c``)."""
-    stem = text.rsplit(".", 1)[0] if "." in Path(text).name else text
-    return _UNSAFE.sub("_", stem.replace("/", "__").replace("\\", "__")).strip("._") or "sample"
+    """Make a folder-safe sample id from a name or relative path without suffix
+    (``a/b c`` -> ``a__b_c``); dots inside the name are kept."""
+    flat = text.replace("/", "__").replace("\\", "__")
+    return _UNSAFE.sub("_", flat).strip("._") or "sample"
 
 
 def lr_name(index: int) -> str:

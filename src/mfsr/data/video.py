@@ -8,8 +8,13 @@ Two passes over the video keep memory bounded by one window of crops, whatever t
    Smooth box centre and size inside each segment with a centred moving average and derive a
    square crop per frame (side = ``enlarge`` x box size).
 2. *Write* (:func:`build_from_video`): decode again and render each needed frame's crop
-   (:func:`mfsr.data.degrade.render_view`, mirrored borders); every window of ``n_frames``
-   consecutive tracked frames becomes one sample folder (:mod:`mfsr.data.sample`).
+   (:func:`mfsr.data.degrade.render_view`); every window of ``n_frames`` consecutive tracked
+   frames becomes one sample folder (:mod:`mfsr.data.sample`).
+
+Crop parts outside the frame are black by default, as in LFW's deep-funneled images (84% of
+300 sampled LFW images have a black corner). LFW-like framing needs about 2.4x the face box,
+more than tightly cropped clips hold (VoxCeleb2 224 px frames: 150 px box -> 360 px crop), and
+mirroring (``border="mirror"``) then puts mirrored copies of the face around it.
 
 Modes: ``eval`` renders crops at ``hr_size``; HR = the centre frame, LR = every frame degraded
 without synthetic motion (the real motion stays). ``lr-only`` renders crops straight at
@@ -18,41 +23,43 @@ without synthetic motion (the real motion stays). ``lr-only`` renders crops stra
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
+from mfsr import __version__
 from mfsr.config import to_dict
 from mfsr.data.degrade import (
+    BORDERS,
     Crop,
     DegradationConfig,
     degrade_views,
     load_degradation,
-    render_view,
     sample_params,
 )
 from mfsr.data.report import BuildReport
 from mfsr.data.sample import safe_id, write_sample
+from mfsr.data.track import (
+    DEFAULT_ENLARGE,
+    DEFAULT_MAX_GAP,
+    DEFAULT_SMOOTH,
+    link_detections,
+    plan_windows,
+    render_crop,
+    segment_track,
+    smooth_crops,
+)
 from mfsr.errors import DataError, MfsrError
 from mfsr.faces import DEFAULT_KEEP_SCORE, DEFAULT_MIN_SCORE, Face, detect_faces
 
-#: Crop side / dlib box size. On 300 random LFW images the dlib HOG box is 105 px (median) of the
-#: 250 px image, i.e. LFW frames the face at 2.4x the dlib box; 2.4 reproduces that framing.
-DEFAULT_ENLARGE = 2.4
-#: The crop centre sits this fraction of the box size above the box centre: on LFW the dlib box
-#: centre lies 0.13 box sizes below the image centre (the box covers brows to chin, not the head).
-CENTRE_SHIFT = 0.13
-DEFAULT_MAX_GAP = 3  # missing frames filled by interpolation; longer gaps split the track
-DEFAULT_SMOOTH = 9  # frames in the centred moving average of the box centre (size: 3x this)
 DETECT_MAX_SIDE = 960  # larger frames are shrunk for detection only (speed); boxes scaled back
-MAX_JUMP = 0.5  # a box continues the track if its centre moved < this x the previous box size
 MODES = ("eval", "lr-only")
 
 Progress = Callable[[int, int], None]
@@ -73,10 +80,13 @@ class Track:
     ``faces[i]``: the detected (or, if ``interpolated[i]``, interpolated) box, None if absent;
     ``crops[i]``: the smoothed square crop (pixels of the full frame), None outside segments;
     ``segments``: ``[start, end)`` frame ranges with a face in every frame, in order.
+    ``n_frames``: frames decoded; ``declared_frames``: the container's frame count (capped by
+    ``max_frames``; 0 if unknown), more than ``n_frames`` for a truncated file.
     """
 
     video: Path
     n_frames: int
+    declared_frames: int
     fps: float | None
     width: int
     height: int
@@ -150,106 +160,9 @@ def _detect(frame: np.ndarray, upsample: int, threshold: float) -> list[Face]:
     return [face.scaled(1.0 / f) for face in detect_faces(small, upsample, threshold)]
 
 
-def _continues(prev: Face, face: Face) -> float | None:
-    """Centre distance / previous size if ``face`` plausibly continues ``prev``, else None."""
-    ratio = face.size / prev.size
-    dist = math.hypot(face.cx - prev.cx, face.cy - prev.cy) / prev.size
-    return dist if 2 / 3 <= ratio <= 1.5 and dist <= MAX_JUMP else None
-
-
-def link_detections(
-    detections: list[list[Face]], min_score: float, keep_score: float, max_gap: int
-) -> list[Face | None]:
-    """Pick one face per frame: a new track starts on the largest face scoring ``min_score``;
-    while the last pick is at most ``max_gap`` frames back, the box nearest it (scoring at least
-    ``keep_score``) continues the track and other faces are ignored."""
-    picks: list[Face | None] = []
-    prev: Face | None = None
-    last = -(10**9)
-    for i, faces in enumerate(detections):
-        pick = None
-        if prev is not None and i - last <= max_gap + 1:
-            near = [
-                (d, f)
-                for f in faces
-                if f.score >= keep_score
-                if (d := _continues(prev, f)) is not None
-            ]
-            if near:
-                pick = min(near, key=lambda t: (t[0], -t[1].score))[1]
-        else:
-            strong = [f for f in faces if f.score >= min_score]
-            if strong:
-                pick = max(strong, key=lambda f: (f.area, f.score))
-        if pick is not None:
-            prev, last = pick, i
-        picks.append(pick)
-    return picks
-
-
-def segment_track(
-    picks: list[Face | None], max_gap: int
-) -> tuple[list[Face | None], list[bool], list[tuple[int, int]]]:
-    """Fill gaps of <= ``max_gap`` frames between picks linearly; longer gaps split segments.
-    Returns (faces, interpolated flags, ``[start, end)`` segments)."""
-    faces = list(picks)
-    interpolated = [False] * len(picks)
-    found = [i for i, f in enumerate(picks) if f is not None]
-    segments: list[tuple[int, int]] = []
-    for a, b in itertools.pairwise(found):
-        if b - a - 1 > max_gap:
-            continue
-        fa, fb = picks[a], picks[b]
-        assert fa is not None and fb is not None
-        for i in range(a + 1, b):
-            t = (i - a) / (b - a)
-            mix = [
-                u + t * (v - u)
-                for u, v in zip(
-                    (fa.left, fa.top, fa.right, fa.bottom),
-                    (fb.left, fb.top, fb.right, fb.bottom),
-                    strict=True,
-                )
-            ]
-            faces[i] = Face(*mix, score=min(fa.score, fb.score))
-            interpolated[i] = True
-    for i in found:
-        if segments and i - segments[-1][1] <= max_gap:
-            segments[-1] = (segments[-1][0], i + 1)
-        else:
-            segments.append((i, i + 1))
-    return faces, interpolated, segments
-
-
-def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
-    half = max(window, 1) // 2
-    if half == 0 or len(values) < 2:
-        return values.astype(np.float64)
-    padded = np.pad(values.astype(np.float64), half, mode="edge")
-    return np.convolve(padded, np.full(2 * half + 1, 1.0 / (2 * half + 1)), mode="valid")
-
-
-def smooth_crops(
-    faces: list[Face | None], segments: list[tuple[int, int]], enlarge: float, smooth: int
-) -> list[Crop | None]:
-    """Square crop per frame: box centre averaged over ``smooth`` frames, size over
-    ``3 * smooth`` (dlib's box size jumps between pyramid levels), within each segment."""
-    crops: list[Crop | None] = [None] * len(faces)
-    for start, end in segments:
-        boxes = [faces[i] for i in range(start, end)]
-        cx = _moving_average(np.array([b.cx for b in boxes]), smooth)
-        cy = _moving_average(np.array([b.cy for b in boxes]), smooth)
-        size = _moving_average(np.array([b.size for b in boxes]), 3 * smooth)
-        for k in range(end - start):
-            crops[start + k] = Crop(
-                float(cx[k]), float(cy[k] - CENTRE_SHIFT * size[k]), float(enlarge * size[k])
-            )
-    return crops
-
-
 def _scan(
     video: Path, upsample: int, threshold: float, max_frames: int | None, progress: Progress | None
-) -> tuple[list[list[Face]], tuple[int, int], float | None]:
+) -> tuple[list[list[Face]], tuple[int, int], VideoReader]:
     reader = VideoReader(video, max_frames)
     detections: list[list[Face]] = []
     shape = (0, 0)
@@ -258,7 +171,7 @@ def _scan(
         detections.append(_detect(frame, upsample, threshold))
         if progress is not None:
             progress(len(detections), max(reader.frame_count, len(detections)))
-    return detections, shape, reader.fps
+    return detections, shape, reader
 
 
 def track_face(
@@ -283,21 +196,25 @@ def track_face(
     threshold = min(min_score, keep_score)
     tries = [0, 1] if upsample is None else [upsample]
     for level in tries:
-        detections, (width, height), fps = _scan(video, level, threshold, max_frames, progress)
+        detections, (width, height), reader = _scan(video, level, threshold, max_frames, progress)
         picks = link_detections(detections, min_score, keep_score, max_gap)
         if any(p is not None for p in picks):
             break
     faces, interpolated, segments = segment_track(picks, max_gap)
     crops = smooth_crops(faces, segments, enlarge, smooth)
     return Track(
-        video, len(detections), fps, width, height, level, faces, interpolated, crops, segments
+        video,
+        len(detections),
+        reader.frame_count,
+        reader.fps,
+        width,
+        height,
+        level,
+        faces,
+        interpolated,
+        crops,
+        segments,
     )
-
-
-def plan_windows(segments: list[tuple[int, int]], n_frames: int, stride: int) -> list[range]:
-    """Frame-index windows of ``n_frames`` consecutive frames inside one segment, every
-    ``stride`` frames from each segment's start."""
-    return [range(s, s + n_frames) for a, b in segments for s in range(a, b - n_frames + 1, stride)]
 
 
 def _check_args(
@@ -309,9 +226,12 @@ def _check_args(
     enlarge: float,
     max_frames: int | None,
     split: str,
+    border: str,
 ) -> None:
     if mode not in MODES:
         raise MfsrError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if border not in BORDERS:
+        raise MfsrError(f"border must be one of {', '.join(BORDERS)}, got {border!r}")
     if n_frames < 1:
         raise MfsrError(f"n_frames must be >= 1, got {n_frames}")
     if scale < 1 or hr_size < scale or hr_size % scale:
@@ -324,6 +244,45 @@ def _check_args(
         raise MfsrError(f"max_frames must be >= 1, got {max_frames}")
     if not split or safe_id(split) != split:
         raise MfsrError(f"split name {split!r} must be a plain folder name (letters, digits, ._-)")
+
+
+def _source_meta(track: Track, window: range) -> dict[str, Any]:
+    crops = [track.crops[j] for j in window]
+    return {
+        "kind": "video",
+        "path": str(track.video),
+        "frame_indices": list(window),
+        "fps": track.fps,
+        "frame_size": [track.width, track.height],
+        "boxes": [[round(c.cx, 3), round(c.cy, 3), round(c.side, 3)] for c in crops if c],
+        "interpolated": [track.interpolated[j] for j in window],
+    }
+
+
+def _write_window(
+    split_dir: Path,
+    sample_id: str,
+    views: list[np.ndarray],
+    seed: int,
+    cfg: DegradationConfig | None,
+    meta: dict[str, Any],
+) -> None:
+    """eval (``cfg`` given): HR = centre view, LR = views degraded without synthetic motion;
+    lr-only: the views are the LR frames."""
+    hr, frames = None, views
+    sample_seed = zlib.crc32(sample_id.encode("utf-8"))
+    meta["seed"] = {"base": seed, "sample": sample_seed}
+    if cfg is not None:
+        rng = np.random.default_rng([seed, sample_seed])
+        params = sample_params(cfg, len(views), rng, motion=False)
+        frames = degrade_views(views, meta["scale"], params, rng)
+        hr = views[params.reference_index]
+        meta["degradation"] = {
+            "preset": cfg.name,
+            "config": to_dict(cfg),
+            "drawn": params.to_dict(),
+        }
+    write_sample(split_dir, sample_id, frames, hr, meta)
 
 
 def build_from_video(
@@ -340,63 +299,71 @@ def build_from_video(
     split: str = "test",
     identity: str | None = None,
     enlarge: float = DEFAULT_ENLARGE,
+    border: str = "black",
     upsample: int | None = None,
     max_frames: int | None = None,
+    resume: bool = False,
     report: BuildReport | None = None,
     progress: Progress | None = None,
 ) -> BuildReport:
     """Write every ``n_frames`` window of ``video``'s tracked face to ``out/split/<id>/``.
 
-    Sample ids are ``<clip stem>_f<first frame index, 6 digits>``. ``stride``: frames between
+    Sample ids are ``<clip name>_f<first frame index, 6 digits>``. ``stride``: frames between
     window starts (default ``n_frames``: no overlap). ``degradation`` (eval mode; default preset
     ``default``) is drawn from ``numpy.random.default_rng([seed, crc32(sample_id)])``, so a
-    sample is byte-identical for the same seed whatever else is built. A video that cannot be
-    decoded, shows no face or no ``n_frames`` consecutive frames with it is recorded in
-    ``report.skipped``; a missing file or bad arguments raise :class:`MfsrError`.
-    ``progress(done, total)`` counts frames over both passes (``total`` is revised once).
+    sample is byte-identical for the same seed whatever else is built. ``border``: ``black`` or
+    ``mirror`` for crop parts outside the frame. ``max_frames``: read at most this many frames.
+    A video that cannot be decoded, shows no face or no ``n_frames`` consecutive frames with it
+    is recorded in ``report.skipped`` and nothing is written; a missing file or bad arguments
+    raise :class:`MfsrError`. ``resume``: keep (count as ``kept``) sample folders that already
+    exist instead of rewriting them; the caller checks they were built with the same settings.
+    ``progress(done, total)`` counts frames over both passes.
     """
     video = Path(video)
     stride = n_frames if stride is None else stride
-    _check_args(mode, n_frames, scale, hr_size, stride, enlarge, max_frames, split)
+    _check_args(mode, n_frames, scale, hr_size, stride, enlarge, max_frames, split, border)
     report = BuildReport() if report is None else report
     cfg = (degradation or load_degradation("default")) if mode == "eval" else None
+    track_progress = None if progress is None else lambda d, t: progress(d, 2 * t)
     try:
         track = track_face(
             video,
             upsample=upsample,
             enlarge=enlarge,
             max_frames=max_frames,
-            progress=None if progress is None else lambda d, t: progress(d, 2 * t),
+            progress=track_progress,
         )
     except UndecodableVideo as exc:
         report.skip(str(video), exc.reason)
         return report
-    if not track.segments:
-        report.skip(
-            str(video),
-            f"no face found (in {track.n_frames} frames, dlib HOG score >= "
-            f"{DEFAULT_MIN_SCORE}, upsample {track.upsample})",
+    if track.n_frames < track.declared_frames:
+        report.notes.append(
+            f"{video}: decoded {track.n_frames} of {track.declared_frames} frames (truncated?)"
         )
-        return report
     windows = plan_windows(track.segments, n_frames, stride)
     if not windows:
-        longest = max(b - a for a, b in track.segments)
-        report.skip(
-            str(video),
-            f"too few consecutive frames with the face (longest run {longest}, {n_frames} needed)",
+        longest = max((b - a for a, b in track.segments), default=0)
+        reason = (
+            f"no face found (in {track.n_frames} frames; dlib HOG score >= "
+            f"{DEFAULT_MIN_SCORE}, upsample {track.upsample})"
+            if not longest
+            else f"too few consecutive frames with the face (longest run {longest}, "
+            f"{n_frames} needed)"
         )
+        report.skip(str(video), reason)
         return report
     size = hr_size if mode == "eval" else hr_size // scale
-    stem, ref = safe_id(video.name), n_frames // 2
+    stem, ref = safe_id(video.stem), n_frames // 2
     base_meta = {
         "identity": identity if identity is not None else video.stem,
         "split": split,
         "scale": scale,
         "reference_index": ref,
         "mode": mode,
-        "seed": seed,
+        "mfsr_version": __version__,
         "tracking": {
             "enlarge": enlarge,
+            "border": border,
             "upsample": track.upsample,
             "min_score": DEFAULT_MIN_SCORE,
             "keep_score": DEFAULT_KEEP_SCORE,
@@ -406,47 +373,28 @@ def build_from_video(
     }
     last = windows[-1][-1]
     total = track.n_frames + last + 1
-    views: dict[int, np.ndarray] = {}
+    views: dict[int, np.ndarray] = {}  # rendered crops of the pending windows only
     pending = iter(windows)
-    window = next(pending)
+    window: range | None = next(pending)
     for i, frame in enumerate(iter_frames(video, last + 1)):
         if progress is not None:
             progress(track.n_frames + i + 1, total)
         crop = track.crops[i]
         if crop is None or window is None or i < window[0]:
             continue
-        views[i] = render_view(frame, crop, size, scale=1, frame=None)
+        views[i] = render_crop(frame, crop, size, border)
         while window is not None and window[-1] == i:
             sample_id = f"{stem}_f{window[0]:06d}"
-            crops = [track.crops[j] for j in window]
-            meta = {
-                **base_meta,
-                "source": {
-                    "kind": "video",
-                    "path": str(video),
-                    "frame_indices": list(window),
-                    "fps": track.fps,
-                    "frame_size": [track.width, track.height],
-                    "boxes": [[round(c.cx, 3), round(c.cy, 3), round(c.side, 3)] for c in crops],
-                    "interpolated": [track.interpolated[j] for j in window],
-                },
-            }
-            frames = [views[j] for j in window]
-            hr = None
-            if cfg is not None:
-                rng = np.random.default_rng([seed, zlib.crc32(sample_id.encode())])
-                params = sample_params(cfg, n_frames, rng, motion=False)
-                hr, frames = frames[ref], degrade_views(frames, scale, params, rng)
-                meta["degradation"] = {
-                    "preset": cfg.name,
-                    "config": to_dict(cfg),
-                    "drawn": params.to_dict(),
-                }
-            write_sample(Path(out) / split, sample_id, frames, hr, meta)
-            report.written[split] += 1
+            if resume and (Path(out) / split / sample_id).is_dir():
+                report.kept[split] += 1
+            else:
+                meta = {**base_meta, "source": _source_meta(track, window)}
+                views_w = [views[j] for j in window]
+                _write_window(Path(out) / split, sample_id, views_w, seed, cfg, meta)
+                report.written[split] += 1
             window = next(pending, None)
             keep_from = window[0] if window is not None else i + 1
             views = {j: v for j, v in views.items() if j >= keep_from}
     if window is not None:
-        raise DataError(f"{video}: decoding stopped early on the second pass (frame {last})")
+        raise DataError(f"{video}: the second decoding pass ended before frame {window[-1]}")
     return report
