@@ -136,7 +136,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     try:
         obj = cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise MfsrError(f"{where or cls.__name__}: {exc}") from None
+        raise MfsrError(f"{where.rstrip(': ') or cls.__name__}: {exc}") from None
     return obj
 
 

@@ -13,6 +13,8 @@ import typer
 
 from mfsr import __version__
 from mfsr.cli.data import app as data_app
+from mfsr.cli.model import app as model_app
+from mfsr.cli.weights import app as weights_app
 
 app = typer.Typer(
     name="mfsr",
@@ -22,6 +24,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data")
+app.add_typer(model_app, name="model")
+app.add_typer(weights_app, name="weights")
 
 
 def _version(value: bool) -> None:
@@ -40,25 +44,14 @@ def _root(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the app, turning MfsrError into a one-line message."""
+    """Console entry point: run the app, turning MfsrError into a one-line message.
+
+    Usage errors (unknown option, bad value) are reported by typer itself (exit status 2).
+    """
     from mfsr.errors import MfsrError
 
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="mfsr")
     except MfsrError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        typer.secho("interrupted; rerun the same command to resume", fg="yellow", err=True)
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(1)
-    except Exception as exc:  # click usage errors carry their own formatting
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
