@@ -90,6 +90,13 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         if len(value) != len(args):
             raise MfsrError(f"{where}: expected {len(args)} values, got {len(value)}")
         return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise MfsrError(f"{where}: expected a mapping, got {value!r}")
+        return {
+            _convert(k, args[0], f"{where} key"): _convert(v, args[1], f"{where}.{k}")
+            for k, v in value.items()
+        }
     if origin is list:
         if not isinstance(value, list):
             raise MfsrError(f"{where}: expected a list, got {value!r}")
@@ -145,10 +152,44 @@ def load_dataclass(cls: type[T], path: str | Path) -> T:
     return from_dict(cls, read_yaml(path), where=f"{path}: ")
 
 
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["a.b=1", "c=[2, 3]"]`` -> nested ``{"a": {"b": 1}, "c": [2, 3]}`` (values are YAML)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise MfsrError(f"--set {pair!r}: expected KEY=VALUE (e.g. optim.lr=3e-4)")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            raise MfsrError(f"--set {pair!r}: value is not valid YAML") from None
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise MfsrError(f"--set {pair!r}: {part} is set both as a value and a section")
+        node[parts[-1]] = value
+    return out
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge: mappings are merged key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def to_dict(obj: Any) -> Any:
     """Dataclass (nested) -> plain dict/list values, tuples as lists (YAML/JSON friendly)."""
     if dataclasses.is_dataclass(obj):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
     return obj

@@ -47,6 +47,7 @@ def build(
         "default: all photos in the seed's 2504:837:753 proportions.",
     ),
     max_per_identity: int = typer.Option(None, help="Use at most this many photos per identity."),
+    limit: int = typer.Option(None, help="Consider only the first N files (sorted by path)."),
     splits: str = typer.Option("train,val,test", help="Which splits to write as frozen samples."),
     max_upscale: float = typer.Option(
         1.25, help="Skip photos whose crop would be enlarged more than this to reach the HR size."
@@ -76,6 +77,7 @@ def build(
         face_size=face_size,  # type: ignore[arg-type]
         counts=_parse_counts(counts),
         max_per_identity=max_per_identity,
+        limit=limit,
         write_splits=tuple(s.strip() for s in splits.split(",") if s.strip()),
         max_upscale=max_upscale,
         overwrite=overwrite,

@@ -55,6 +55,7 @@ class BuildOptions:
     counts: tuple[int, int, int] | None = None  # exact train/val/test sizes; None: proportions
     proportions: tuple[float, float, float] = SEED_PROPORTIONS
     max_per_identity: int | None = None
+    limit: int | None = None  # consider only the first K files (sorted paths): quick small sets
     write_splits: tuple[str, ...] = SPLITS
     max_upscale: float = 1.25  # largest allowed enlargement of the source crop to the HR size
     overwrite: bool = False
@@ -73,6 +74,8 @@ class BuildOptions:
             raise MfsrError(f"split proportions must be >= 0 and not all 0: {self.proportions}")
         if unknown := set(self.write_splits) - set(SPLITS):
             raise MfsrError(f"--splits: unknown split(s) {sorted(unknown)}; use {SPLITS}")
+        if self.limit is not None and self.limit < 1:
+            raise MfsrError("--limit must be >= 1")
         if self.max_per_identity is not None and self.max_per_identity < 1:
             raise MfsrError("--max-per-identity must be >= 1")
         if self.face_size < 2 or self.max_upscale <= 0 or self.workers < 1:
@@ -96,6 +99,7 @@ class BuildOptions:
             "counts": list(self.counts) if self.counts is not None else None,
             "proportions": list(self.proportions) if self.counts is None else None,
             "max_per_identity": self.max_per_identity,
+            "limit": self.limit,
             "max_upscale": self.max_upscale,
             "degradation": {"preset": self.degradation.name, "config": to_dict(self.degradation)},
             "mfsr_version": __version__,
@@ -143,6 +147,7 @@ def scan_sources(
         raise MfsrError(f"{root}: source folder not found")
     real_root = root.resolve()
     paths = sorted((p for p in root.rglob("*") if not p.is_dir()), key=lambda p: p.as_posix())
+    paths = paths[: opts.limit]
     items: list[SourceItem] = []
     for done, path in enumerate(paths, 1):
         rel = path.relative_to(root)

@@ -30,7 +30,9 @@ from mfsr.errors import DataError
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)
+    # Converted in numpy: torch's own uint8 -> float path stalled 10-20 ms now and then on 2 cores.
+    chw = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
+    return torch.from_numpy(chw / np.float32(255.0))
 
 
 def stack_frames(frames: Sequence[np.ndarray]) -> torch.Tensor:
@@ -103,7 +105,8 @@ class SyntheticSequenceDataset(Dataset):
 
     Sample ``i`` in epoch ``e`` is drawn from ``numpy.random.default_rng([seed, e, i])``: a
     different degradation every epoch, identical for the same (seed, epoch, index) whatever the
-    number of loader workers. Call :meth:`set_epoch` at the start of each epoch.
+    number of loader workers. Call :meth:`set_epoch` at the start of each epoch (it does not
+    reach persistent loader workers: create the loader per epoch, or use :meth:`sample`).
     """
 
     def __init__(
@@ -132,12 +135,21 @@ class SyntheticSequenceDataset(Dataset):
         return len(self.sources)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        index = range(len(self.sources))[index]
+        return self.sample(index, (self.epoch, index))
+
+    def sample(self, index: int, key: tuple[int, ...]) -> dict[str, Any]:
+        """Sequence from source ``index`` with randomness ``default_rng([seed, *key])``.
+
+        Training streams pass ``key = (epoch, position in epoch)``, so a photo drawn twice in
+        one epoch gets two different degradations, independent of workers and processes.
+        """
         src = self.sources[index]
         image = read_rgb(src.path)
         crop = Crop.centred(image.shape[1], image.shape[0], self.face_crop)
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = np.random.default_rng([self.seed, *key])
         frames, hr, params = synthesize_sequence(
             image, crop, self.hr_size, self.scale, self.n_frames, self.degradation, rng
         )
-        meta = {"identity": src.identity, "epoch": self.epoch, "degradation": params.to_dict()}
+        meta = {"identity": src.identity, "key": list(key), "degradation": params.to_dict()}
         return {"frames": stack_frames(frames), "hr": to_tensor(hr), "id": src.id, "meta": meta}

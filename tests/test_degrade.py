@@ -1,0 +1,672 @@
+"""The degradation model does what its parameters say.
+
+Each test measures a property of the output (a shift, a rotation, a blur width, a noise level,
+the JPEG step, determinism, config checking) and compares it with the requested value under a
+tolerance stated next to the assertion, with where it comes from. Clean measurements use images
+the test draws (dots, bars, flat grey); texture-dependent ones use real LFW faces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from mfsr.data.degrade import (
+    Crop,
+    DegradationConfig,
+    FrameParams,
+    JpegConfig,
+    SequenceParams,
+    degrade_view,
+    degrade_views,
+    jpeg_roundtrip,
+    load_degradation,
+    psf_kernel,
+    render_view,
+    sample_params,
+    synthesize_sequence,
+)
+from mfsr.data.images import read_rgb
+from mfsr.errors import MfsrError
+
+# Textured, frontal LFW faces (250x250); the tests skip when ../shared/data is absent.
+FACES = ["Aaron_Eckhart/Aaron_Eckhart_0001.jpg", "Abdullah_Gul/Abdullah_Gul_0001.jpg"]
+
+# Like the clean preset: sub-pixel translation (max 1 LR px) and box sampling only; no rotation,
+# zoom, blur, noise or compression unless a test turns them on.
+OFF = DegradationConfig(
+    name="test-off",
+    motion=dataclasses.replace(DegradationConfig().motion, max_rotation=0.0, max_zoom=0.0),
+    blur=dataclasses.replace(DegradationConfig().blur, sigma=(0.0, 0.0), motion_length=(0.0, 0.0)),
+    noise=dataclasses.replace(
+        DegradationConfig().noise, gaussian_sigma=(0.0, 0.0), poisson_peak=None
+    ),
+    jpeg=JpegConfig(quality=None),
+)
+
+
+def face(lfw_root: Path, name: str = FACES[0]) -> np.ndarray:
+    path = lfw_root / name
+    if not path.exists():
+        pytest.skip(f"LFW photo {name} not found under {lfw_root}")
+    return read_rgb(path)
+
+
+def frame(shift=(0.0, 0.0), rotation=0.0, zoom=1.0, length=0.0, angle=0.0) -> FrameParams:
+    return FrameParams((float(shift[0]), float(shift[1])), rotation, zoom, length, angle)
+
+
+def seq(blur=0.0, gaussian=0.0, peak=None, quality=None, frames=None) -> SequenceParams:
+    return SequenceParams(0, blur, gaussian, peak, quality, frames or [frame()])
+
+
+def gray(image: np.ndarray) -> np.ndarray:
+    return image.astype(np.float64).mean(axis=2)
+
+
+def box(image: np.ndarray, s: int) -> np.ndarray:
+    h, w = image.shape
+    return image.reshape(h // s, s, w // s, s).mean(axis=(1, 3))
+
+
+# --------------------------------------------------------------------------------------------
+# Motion: shift
+# --------------------------------------------------------------------------------------------
+
+
+def register_lr_to_hr(lr: np.ndarray, hr: np.ndarray, s: int, border: int = 2) -> np.ndarray:
+    """Shift ``t`` (LR px, content moves by +t) that best explains ``lr`` as the box-sampled ``hr``
+    moved by ``t*s`` HR px: Gauss-Newton on ``|lr - box(shift(hr, t*s))|^2``.
+
+    Resampling uses scipy's cubic spline, independent of the OpenCV bicubic warp under test.
+    Registering two LR frames directly is too coarse here: cv2.phaseCorrelate and ECC between
+    LR frames were off by up to 0.2-0.4 LR px (median 0.06-0.2) on 40 LFW faces at LR 32-64. So
+    the frame is registered against the forward model: HR reference -> move -> s x s box average.
+    The reference LR frame itself is checked to be that box average.
+    """
+    t = np.zeros(2)
+    inner = (slice(border, -border),) * 2
+    for _ in range(10):
+        moved = ndimage.shift(hr, (t[1] * s, t[0] * s), order=3, mode="mirror")
+        gy, gx = np.gradient(moved)
+        residual = (lr - box(moved, s))[inner].ravel()
+        jac = np.stack([-s * box(gx, s)[inner].ravel(), -s * box(gy, s)[inner].ravel()], axis=1)
+        step = np.linalg.lstsq(jac, residual, rcond=None)[0]
+        t += step
+        if np.abs(step).max() < 1e-4:
+            break
+    return t
+
+
+@pytest.mark.parametrize("scale,hr_size", [(4, 128), (8, 256)])
+@pytest.mark.parametrize("name", FACES)
+def test_lr_frames_are_shifted_by_drawn_shift(lfw_root, name, scale, hr_size):
+    image = face(lfw_root, name)
+    cfg = load_degradation("clean")  # translation + box sampling only
+    assert cfg.motion.max_rotation == 0 and cfg.motion.max_zoom == 0 and cfg.jpeg.quality is None
+    frames, hr, params = synthesize_sequence(
+        image, Crop.centred(250, 250), hr_size, scale, 7, cfg, np.random.default_rng(11)
+    )
+    ref_lr = gray(frames[params.reference_index])
+    # Clean preset: the reference LR frame is the box average of the HR target, up to rounding.
+    assert np.abs(ref_lr - box(gray(hr), scale)).max() <= 1.0
+    shifts = np.array([f.shift for f in params.frames])
+    assert np.abs(shifts).max() > 0.5  # the seed draws shifts worth measuring
+    for k, fp in enumerate(params.frames):
+        measured = register_lr_to_hr(gray(frames[k]), gray(hr), scale)
+        # Tolerance 0.03 LR px: the measurement's own error (cubic spline vs OpenCV bicubic,
+        # 8-bit rounding) was <= 0.013 LR px over 40 LFW faces at these geometries. A shift
+        # applied in LR instead of HR px (x1/s), or with the wrong sign, misses by > 0.25.
+        np.testing.assert_allclose(measured, fp.shift, atol=0.03, err_msg=f"frame {k}")
+
+
+def blob_image(size: int, points: np.ndarray, sigma: float = 2.5) -> np.ndarray:
+    """Smooth Gaussian dots (peak 255) on black, at ``points`` (x, y) in pixel-centre coords."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    img = np.zeros((size, size))
+    for x, y in points:
+        img += np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2))
+    img = np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
+    return np.repeat(img[:, :, None], 3, axis=2)
+
+
+def centroids(view: np.ndarray, guesses: np.ndarray, radius: int = 12) -> np.ndarray:
+    """Intensity centroid of the dot near each guessed (x, y) position."""
+    g = gray(view)
+    out = []
+    for x, y in guesses:
+        x0, y0 = round(x), round(y)
+        win = g[y0 - radius : y0 + radius + 1, x0 - radius : x0 + radius + 1]
+        yy, xx = np.mgrid[y0 - radius : y0 + radius + 1, x0 - radius : x0 + radius + 1]
+        out.append(((win * xx).sum() / win.sum(), (win * yy).sum() / win.sum()))
+    return np.array(out)
+
+
+SRC = 200  # dot-image source side; the crop is all of it
+DOTS = np.array(
+    [(99.5, 99.5)]
+    + [(99.5 + 55 * math.cos(a), 99.5 + 55 * math.sin(a)) for a in np.arange(8) * math.pi / 4]
+)
+
+
+def expected_positions(
+    points: np.ndarray, f: float, hr_size: int, scale: int, fp: FrameParams
+) -> np.ndarray:
+    """Where the documented similarity sends source points: z R(θ) (x - c) f + o + s t, with
+    R(θ) counter-clockwise on screen, i.e. in array coordinates (y down)
+    [[cos θ, sin θ], [-sin θ, cos θ]]."""
+    th = math.radians(fp.rotation)
+    rot = np.array([[math.cos(th), math.sin(th)], [-math.sin(th), math.cos(th)]])
+    c = (SRC - 1) / 2.0
+    o = (hr_size - 1) / 2.0
+    return (fp.zoom * f * (points - c)) @ rot.T + o + scale * np.array(fp.shift)
+
+
+@pytest.mark.parametrize("scale", [4, 8])
+def test_hr_view_moves_content_by_shift_times_scale(scale):
+    hr_size = 256
+    src = blob_image(SRC, DOTS)
+    crop = Crop.centred(SRC, SRC)
+    f = hr_size / SRC
+    ref = render_view(src, crop, hr_size, scale)
+    ref_pos = centroids(ref, expected_positions(DOTS, f, hr_size, scale, frame()))
+    for shift in [(0.375, -0.8), (-1.0, 0.25), (2.0, 1.5)]:
+        fp = frame(shift)
+        guess = ref_pos + np.array(shift) * scale
+        moved = centroids(render_view(src, crop, hr_size, scale, fp), guess)
+        # Tolerance 0.05 HR px: centroids of smooth dots (std 3.2 HR px) after a bicubic warp
+        # and 8-bit rounding were within 0.025 px; a shift not multiplied by the scale misses
+        # by >= 0.75 * scale * |shift|.
+        np.testing.assert_allclose(
+            moved - ref_pos, np.broadcast_to(np.array(shift) * scale, moved.shape), atol=0.05
+        )
+    # The unmoved view puts the crop centre on the canvas centre and scales by f.
+    np.testing.assert_allclose(
+        ref_pos, expected_positions(DOTS, f, hr_size, scale, frame()), atol=0.05
+    )
+
+
+def fit_similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """Least-squares dst = a * src + b in complex form (x + iy, y down). Returns the rotation
+    counter-clockwise on screen (degrees), the scale and the translation (x, y)."""
+    zs, zd = src[:, 0] + 1j * src[:, 1], dst[:, 0] + 1j * dst[:, 1]
+    design = np.stack([zs, np.ones_like(zs)], axis=1)
+    (a, b), *_ = np.linalg.lstsq(design, zd, rcond=None)
+    # With y pointing down, a positive complex angle turns clockwise on screen.
+    return -math.degrees(np.angle(a)), abs(a), np.array([b.real, b.imag])
+
+
+@pytest.mark.parametrize(
+    "rotation,zoom,shift,source_side",
+    [(6.0, 1.04, (0.5, 0.25), SRC), (-3.0, 0.97, (0.0, 0.0), SRC), (4.0, 1.02, (-0.5, 0.5), 800)],
+)
+def test_rotation_and_zoom_of_view_match_parameters(rotation, zoom, shift, source_side):
+    """Dots tracked through render_view give back θ (counter-clockwise on screen) and z.
+    source_side 800 -> 256 exercises the shrink-first path (f < 0.8)."""
+    hr_size, scale = 256, 4
+    k = source_side / SRC
+    src = blob_image(source_side, (DOTS + 0.5) * k - 0.5, sigma=2.5 * k)
+    crop = Crop.centred(source_side, source_side)
+    fp = frame(shift, rotation, zoom)
+    view = render_view(src, crop, hr_size, scale, fp)
+    ref = render_view(src, crop, hr_size, scale)
+    f = hr_size / SRC
+    ref_pos = centroids(ref, expected_positions(DOTS, f, hr_size, scale, frame()))
+    pos = centroids(view, expected_positions(DOTS, f, hr_size, scale, fp))
+    theta, z, _ = fit_similarity(ref_pos, pos)
+    # Tolerances: 0.05 deg and 0.001 in zoom. Dot centroids are good to ~0.02 HR px (0.05 px
+    # after the area shrink) at a radius of ~70 HR px, i.e. ~0.02 deg and ~3e-4 relative.
+    assert theta == pytest.approx(rotation, abs=0.05)
+    assert z == pytest.approx(zoom, abs=1e-3)
+    # Direction: a dot right of the centre goes up on screen (smaller y) for θ > 0.
+    right = int(np.argmax(ref_pos[:, 0]))
+    assert np.sign(ref_pos[right, 1] - pos[right, 1]) == np.sign(rotation)
+    # Full mapping, translation included (about the crop centre, then + s t).
+    np.testing.assert_allclose(pos, expected_positions(DOTS, f, hr_size, scale, fp), atol=0.1)
+
+
+def test_rotation_direction_on_real_face(lfw_root):
+    """Warping a rotated/zoomed face view back with the documented (counter-clockwise) transform
+    recovers the reference view; the mirror-image convention does not."""
+    image = face(lfw_root)
+    hr_size, scale = 256, 4
+    crop = Crop.centred(250, 250)
+    ref = gray(render_view(image, crop, hr_size, scale))
+    fp = frame((0.5, -0.25), 3.0, 1.03)
+    view = render_view(image, crop, hr_size, scale, fp).astype(np.float32)
+    o = (hr_size - 1) / 2.0
+
+    def warp_back(theta_deg: float) -> np.ndarray:
+        th = math.radians(theta_deg)
+        a = fp.zoom * np.array([[math.cos(th), math.sin(th)], [-math.sin(th), math.cos(th)]])
+        t = np.array([o, o]) + scale * np.array(fp.shift) - a @ np.array([o, o])
+        m = np.hstack([a, t[:, None]])  # reference coords -> moved-view coords
+        back = cv2.warpAffine(
+            view,
+            m,
+            (hr_size, hr_size),
+            flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REFLECT_101,
+        )
+        return gray(back)
+
+    inner = (slice(24, -24),) * 2
+    rmse_right = float(np.sqrt(((warp_back(3.0) - ref)[inner] ** 2).mean()))
+    rmse_wrong = float(np.sqrt(((warp_back(-3.0) - ref)[inner] ** 2).mean()))
+    # Two bicubic resamplings of a 250 px photo at ~1x cost ~1-2 grey levels RMS; rotating the
+    # wrong way leaves a 6 deg misalignment (several px at the face edges). Measured: 0.6 vs 27.
+    assert rmse_right < 3.0
+    assert rmse_wrong > 3 * rmse_right
+
+
+def test_sampled_motion_stays_in_ranges():
+    cfg = load_degradation("severe")
+    params = sample_params(cfg, 7, np.random.default_rng(5))
+    ref = params.frames[params.reference_index]
+    assert params.reference_index == 3
+    assert ref.shift == (0.0, 0.0) and ref.rotation == 0.0 and ref.zoom == 1.0
+    m = cfg.motion
+    for fp in params.frames:
+        assert max(abs(fp.shift[0]), abs(fp.shift[1])) <= m.max_shift
+        assert abs(fp.rotation) <= m.max_rotation and abs(fp.zoom - 1) <= m.max_zoom
+        assert cfg.blur.motion_length[0] <= fp.motion_length <= cfg.blur.motion_length[1]
+        assert 0 <= fp.motion_angle < 180
+    assert cfg.blur.sigma[0] <= params.blur_sigma <= cfg.blur.sigma[1]
+    assert cfg.jpeg.quality[0] <= params.jpeg_quality <= cfg.jpeg.quality[1]
+    others = [fp for fp in params.frames if fp is not ref]
+    assert len({fp.shift for fp in others}) == 6  # every moved frame has its own motion
+
+
+# --------------------------------------------------------------------------------------------
+# Blur
+# --------------------------------------------------------------------------------------------
+
+
+def bar_profiles(scale: int, params: SequenceParams, fp: FrameParams, sep_lr: int = 12):
+    """Vertical white bars, ``scale`` HR px (1 LR px) wide, two at each of the ``scale`` HR
+    phases, degraded; returns (mean, variance) of each bar's LR row profile (LR px) and the
+    bar centres (LR px)."""
+    phases = [p for p in range(scale) for _ in range(2)]
+    width = sep_lr * scale * (len(phases) + 1)
+    img = np.zeros((2 * scale, width, 3), np.uint8)
+    centres = []
+    for i, p in enumerate(phases):
+        x0 = (i + 1) * sep_lr * scale + p
+        img[:, x0 : x0 + scale] = 255
+        centres.append((x0 + (scale - 1) / 2 + 0.5) / scale - 0.5)
+    lr = degrade_view(img, scale, params, fp, np.random.default_rng(0))
+    profile = gray(lr)[0]
+    stats = []
+    for c in centres:
+        x = np.arange(round(c) - sep_lr // 2, round(c) + sep_lr // 2 + 1)
+        w = profile[x]
+        mean = (w * x).sum() / w.sum()
+        stats.append((mean, (w * (x - mean) ** 2).sum() / w.sum()))
+    return np.array(stats), np.array(centres)
+
+
+@pytest.mark.parametrize(
+    "scale,sigma",
+    [(4, 0.3), (4, 0.6), (4, 1.0), (8, 0.3), (8, 0.6), (8, 1.0), (2, 0.6), (2, 0.2), (2, 0.3)],
+)
+def test_gaussian_blur_width_in_lr(scale, sigma):
+    """LR response variance = (σ_hr² + bar (s²-1)/12 + box (s²-1)/12) / s² LR px², σ_hr = σ s.
+
+    The s x s box average adds (s²-1)/12 HR px² averaged over the sub-pixel phase (Sheppard's
+    correction for grouping s HR samples); the bar of s HR px adds the same again.
+    """
+    stats, centres = bar_profiles(scale, seq(blur=sigma), frame())
+    expected = ((sigma * scale) ** 2 + 2 * (scale**2 - 1) / 12) / scale**2
+    # Relative tolerance 3%: 8-bit rounding zeroes the faint tails of the LR profile, which
+    # biases the variance low (measured -0.3% to -2.2%, worst at x2); OpenCV's sampled Gaussian
+    # is within 0.1% of σ_hr² for σ_hr >= 1.2 HR px; the phase ripple of Sheppard's term is
+    # < 0.1% here. Forgetting the scale on σ (x1/s² on the blur term) or a bilinear/bicubic
+    # instead of a box downsampler moves it by far more.
+    assert stats[:, 1].mean() == pytest.approx(expected, rel=0.03)
+    # Centred: blur and sampling do not move content (0.02 LR px: rounding of the profile).
+    np.testing.assert_allclose(stats[:, 0], centres, atol=0.02)
+
+
+@pytest.mark.parametrize("scale", [4, 8])
+def test_motion_blur_in_degrade_view_widens_along_its_angle_only(scale):
+    """A horizontal (0 deg) motion line of ℓ LR px adds ℓ²/12 LR px² across vertical bars; a
+    vertical (90 deg) one adds nothing across them."""
+    sigma, length = 0.5, 1.0
+    base, _ = bar_profiles(scale, seq(blur=sigma), frame())
+    horiz, _ = bar_profiles(scale, seq(blur=sigma), frame(length=length, angle=0.0))
+    vert, _ = bar_profiles(scale, seq(blur=sigma), frame(length=length, angle=90.0))
+    added = horiz[:, 1].mean() - base[:, 1].mean()
+    # Tolerance 0.01 LR px² (12% of ℓ²/12 = 0.083): the line kernel's own discretisation adds
+    # up to 1/4 HR px² (bilinear splatting, <= 0.016 LR px² at x4) and rounding ~0.005.
+    assert added == pytest.approx(length**2 / 12, abs=0.01 + 0.25 / scale**2)
+    assert abs(vert[:, 1].mean() - base[:, 1].mean()) < 0.005
+
+
+def kernel_moments(kernel: np.ndarray, angle: float) -> tuple[float, float, float, float]:
+    """Centroid (x, y) and variance along / across the direction ``angle`` (degrees,
+    counter-clockwise on screen, so (cos φ, -sin φ) in array coordinates)."""
+    k = kernel.astype(np.float64) / kernel.sum()
+    r = k.shape[0] // 2
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1].astype(np.float64)
+    mx, my = (k * xx).sum(), (k * yy).sum()
+    a = math.radians(angle)
+    ux, uy = math.cos(a), -math.sin(a)
+    along = (xx - mx) * ux + (yy - my) * uy
+    across = -(xx - mx) * uy + (yy - my) * ux
+    return mx, my, (k * along**2).sum(), (k * across**2).sum()
+
+
+@pytest.mark.parametrize("sigma", [0.8, 1.2, 2.4, 4.8])
+def test_psf_kernel_gaussian_second_moment(sigma):
+    kernel = psf_kernel(sigma, 0.0, 0.0)
+    assert kernel.dtype == np.float32 and kernel.sum() == pytest.approx(1.0, abs=1e-5)
+    mx, my, vx, vy = kernel_moments(kernel, 0.0)
+    assert abs(mx) < 1e-6 and abs(my) < 1e-6
+    # Relative tolerance 1%: the kernel support is ±(ceil(3σ)+1) px, which drops <= 0.8% of
+    # a Gaussian's variance, and a sampled Gaussian's variance is exact to < 0.1% for σ >= 0.8.
+    assert vx == pytest.approx(sigma**2, rel=0.01)
+    assert vy == pytest.approx(sigma**2, rel=0.01)
+
+
+def test_psf_kernel_none_when_no_blur():
+    assert psf_kernel(0.0, 0.0, 30.0) is None
+
+
+@pytest.mark.parametrize("length", [0.2, 1.0, 4.0, 12.0])
+@pytest.mark.parametrize("angle", [0.0, 30.0, 90.0, 135.0])
+def test_psf_kernel_motion_line_moments(length, angle):
+    """A line of length L at angle φ: variance L²/12 along φ, ~0 across, centred."""
+    kernel = psf_kernel(0.0, length, angle)
+    assert kernel.sum() == pytest.approx(1.0, abs=1e-5)
+    mx, my, along, across = kernel_moments(kernel, angle)
+    # Centred to float precision: an off-centre kernel would shift every frame.
+    assert abs(mx) < 1e-5 and abs(my) < 1e-5
+    # Tolerance 1/4 HR px² on each: the points of the line are splatted bilinearly, which adds
+    # w(1-w) <= 1/4 px² per axis for a point at sub-pixel offset w (0 on grid-aligned axes).
+    assert along == pytest.approx(length**2 / 12, abs=0.25)
+    assert across <= 0.25
+
+
+# --------------------------------------------------------------------------------------------
+# Noise
+# --------------------------------------------------------------------------------------------
+
+FLAT = 128  # grey level of the flat test image; 128/255 = 0.502 in [0, 1]
+NOISE_HR = 512  # x4 -> 128 x 128 x 3 = 49,152 LR samples per frame
+
+
+def flat_lr(params: SequenceParams, seed: int = 0, level: int = FLAT) -> np.ndarray:
+    img = np.full((NOISE_HR, NOISE_HR, 3), level, np.uint8)
+    return degrade_view(img, 4, params, params.frames[0], np.random.default_rng(seed)).astype(
+        np.float64
+    )
+
+
+def std_tolerance(std: float, n: int) -> float:
+    # 4 standard errors of a sample std (SE ≈ std / sqrt(2 n) for near-normal data).
+    return 4 * std / math.sqrt(2 * n)
+
+
+@pytest.mark.parametrize("g", [1.5, 6.0])
+def test_gaussian_noise_level(g):
+    lr = flat_lr(seq(gaussian=g))
+    n = lr.size
+    # Rounding to 8 bits adds 1/12 grey level² (Sheppard; exact to < 1e-9 for g >= 1).
+    expected = math.sqrt(g**2 + 1 / 12)
+    # 4 SE = 1.3% relative; at g = 1.5 the rounding term alone is 1.8%, so it is resolved.
+    assert lr.std() == pytest.approx(expected, abs=std_tolerance(expected, n))
+    assert lr.mean() == pytest.approx(FLAT, abs=4 * expected / math.sqrt(n))
+
+
+@pytest.mark.parametrize("peak,level", [(200.0, 128), (2000.0, 128), (200.0, 32)])
+def test_poisson_noise_level(peak, level):
+    lr = flat_lr(seq(peak=peak), level=level)
+    x = level / 255.0
+    # Poisson(P x) / P has std sqrt(x / P) in [0, 1] units; rounding adds 1/12 grey level².
+    expected = math.sqrt(255.0**2 * x / peak + 1 / 12)
+    assert lr.std() == pytest.approx(expected, abs=std_tolerance(expected, lr.size))
+    assert lr.mean() == pytest.approx(level, abs=4 * expected / math.sqrt(lr.size))
+
+
+def test_poisson_and_gaussian_add_in_variance():
+    lr = flat_lr(seq(gaussian=4.0, peak=500.0))
+    expected = math.sqrt(4.0**2 + 255.0**2 * (FLAT / 255.0) / 500.0 + 1 / 12)
+    assert lr.std() == pytest.approx(expected, abs=std_tolerance(expected, lr.size))
+
+
+def test_noise_is_fresh_per_frame():
+    img = np.full((NOISE_HR, NOISE_HR, 3), FLAT, np.uint8)
+    params = seq(gaussian=6.0, frames=[frame(), frame()])
+    a, b = (
+        f.astype(np.float64) - FLAT
+        for f in degrade_views([img, img], 4, params, np.random.default_rng(0))
+    )
+    r = float((a * b).mean() / (a.std() * b.std()))
+    # Independent realisations: |correlation| < 4 / sqrt(n) (4 standard errors).
+    assert abs(r) < 4 / math.sqrt(a.size)
+
+
+# --------------------------------------------------------------------------------------------
+# JPEG
+# --------------------------------------------------------------------------------------------
+
+
+def test_jpeg_is_last_step_at_drawn_quality(lfw_root):
+    """Frames = jpeg_roundtrip(the same frames without JPEG, q): same rng, noise on, so JPEG is
+    applied after noise and draws nothing from the rng."""
+    image = face(lfw_root)
+    cfg = dataclasses.replace(load_degradation("default"), jpeg=JpegConfig(quality=(40, 90)))
+    crop = Crop.centred(250, 250)
+    frames, _, params = synthesize_sequence(image, crop, 256, 4, 5, cfg, np.random.default_rng(21))
+    assert 40 <= params.jpeg_quality <= 90
+    rng = np.random.default_rng(21)
+    params_again = sample_params(cfg, 5, rng)
+    assert params_again == params
+    views = [render_view(image, crop, 256, 4, fp) for fp in params.frames]
+    raw = degrade_views(views, 4, dataclasses.replace(params, jpeg_quality=None), rng)
+    for k, (f, r) in enumerate(zip(frames, raw)):
+        assert np.array_equal(f, jpeg_roundtrip(r, params.jpeg_quality)), f"frame {k}"
+        assert not np.array_equal(f, r)
+
+
+def test_fixed_jpeg_quality_and_lower_quality_costs_more(lfw_root):
+    image = face(lfw_root)
+    crop = Crop.centred(250, 250)
+    errors = []
+    for q in (20, 50, 90):
+        cfg = dataclasses.replace(OFF, jpeg=JpegConfig(quality=(q, q)))
+        frames, _, params = synthesize_sequence(
+            image, crop, 256, 4, 3, cfg, np.random.default_rng(4)
+        )
+        assert params.jpeg_quality == q
+        # Same seed, JPEG off: the same motion draws (quality [q, q] takes no rng draw).
+        plain, _, _ = synthesize_sequence(image, crop, 256, 4, 3, OFF, np.random.default_rng(4))
+        for f, p in zip(frames, plain):
+            assert np.array_equal(f, jpeg_roundtrip(p, q))
+        errors.append(np.mean([((f.astype(float) - p) ** 2).mean() for f, p in zip(frames, plain)]))
+    # Strictly decreasing error with quality; the ratios are large (measured >2x per step).
+    assert errors[0] > 1.5 * errors[1] > 0
+    assert errors[1] > 1.5 * errors[2] > 0
+
+
+# --------------------------------------------------------------------------------------------
+# Determinism and the on-the-fly dataset
+# --------------------------------------------------------------------------------------------
+
+
+def test_synthesis_is_deterministic_per_seed(lfw_root):
+    image = face(lfw_root)
+    crop = Crop.centred(250, 250)
+    cfg = load_degradation("default")
+
+    def run(seed: int):
+        return synthesize_sequence(image, crop, 256, 8, 7, cfg, np.random.default_rng(seed))
+
+    (f1, h1, p1), (f2, h2, p2), (f3, h3, p3) = run(1), run(1), run(2)
+    assert p1 == p2 and h1.tobytes() == h2.tobytes()
+    assert [f.tobytes() for f in f1] == [f.tobytes() for f in f2]
+    assert p3 != p1
+    assert np.array_equal(h3, h1)  # the reference view is never moved or degraded
+    assert all(not np.array_equal(a, b) for a, b in zip(f1, f3))
+    assert all(f.shape == (32, 32, 3) and f.dtype == np.uint8 for f in f1)
+    assert h1.shape == (256, 256, 3) and h1.dtype == np.uint8
+
+
+@pytest.fixture(scope="module")
+def synthetic_ds(lfw_root):
+    from mfsr.data.dataset import SourceImage, SyntheticSequenceDataset
+
+    paths = [lfw_root / n for n in [*FACES, "Aaron_Tippin/Aaron_Tippin_0001.jpg"]]
+    if not all(p.exists() for p in paths):
+        pytest.skip(f"LFW photos {FACES} not found under {lfw_root}")
+    sources = [SourceImage(p, p.parent.name, p.stem) for p in paths]
+
+    def make(seed: int = 0):
+        return SyntheticSequenceDataset(sources, 8, 7, 256, load_degradation("default"), seed)
+
+    return make
+
+
+def items_equal(a: dict, b: dict) -> bool:
+    return (
+        a["id"] == b["id"]
+        and a["meta"] == b["meta"]
+        and bool((a["frames"] == b["frames"]).all())
+        and bool((a["hr"] == b["hr"]).all())
+    )
+
+
+def test_dataset_items_shapes_and_hr(synthetic_ds):
+    import torch
+
+    from mfsr.data.dataset import to_tensor
+
+    ds = synthetic_ds()
+    item = ds[0]
+    assert item["frames"].shape == (7, 3, 32, 32) and item["hr"].shape == (3, 256, 256)
+    for key in ("frames", "hr"):
+        t = item[key]
+        assert t.dtype == torch.float32 and float(t.min()) >= 0.0 and float(t.max()) <= 1.0
+    # HR is the unmoved, undegraded reference view of the centred crop.
+    image = read_rgb(ds.sources[0].path)
+    hr = render_view(image, Crop.centred(image.shape[1], image.shape[0]), 256, 8)
+    assert torch.equal(item["hr"], to_tensor(hr))
+    ref = item["meta"]["degradation"]["reference_index"]
+    assert ref == 3 and item["meta"]["degradation"]["frames"][ref]["shift"] == [0.0, 0.0]
+
+
+def test_dataset_is_order_independent_and_changes_per_epoch(synthetic_ds):
+    ds = synthetic_ds()
+    forward = [ds[i] for i in range(len(ds))]
+    backward = [ds[i] for i in reversed(range(len(ds)))][::-1]
+    assert all(items_equal(a, b) for a, b in zip(forward, backward))
+    ds.set_epoch(1)
+    epoch1 = [ds[i] for i in range(len(ds))]
+    assert all(e["meta"]["key"][0] == 1 for e in epoch1)
+    assert all(not bool((a["frames"] == b["frames"]).all()) for a, b in zip(forward, epoch1))
+    # HR does not depend on the epoch (no motion on the reference frame).
+    assert all(bool((a["hr"] == b["hr"]).all()) for a, b in zip(forward, epoch1))
+    ds.set_epoch(0)
+    assert items_equal(ds[1], forward[1])
+    other_seed = synthetic_ds(seed=1)
+    assert not bool((other_seed[0]["frames"] == forward[0]["frames"]).all())
+
+
+def test_dataset_same_items_with_loader_workers(synthetic_ds):
+    from torch.utils.data import DataLoader
+
+    from mfsr.data.dataset import collate
+
+    ds = synthetic_ds()
+    batches = {
+        workers: list(DataLoader(ds, batch_size=2, num_workers=workers, collate_fn=collate))
+        for workers in (0, 2)
+    }
+    for b0, b2 in zip(batches[0], batches[2]):
+        assert b0["id"] == b2["id"] and b0["meta"] == b2["meta"]
+        assert bool((b0["frames"] == b2["frames"]).all()) and bool((b0["hr"] == b2["hr"]).all())
+    assert batches[0][0]["frames"].shape == (2, 7, 3, 32, 32)
+
+
+# --------------------------------------------------------------------------------------------
+# Config
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["default", "mild", "severe", "clean"])
+def test_presets_load(name):
+    cfg = load_degradation(name)
+    assert isinstance(cfg, DegradationConfig) and cfg.name == name
+    params = sample_params(cfg, 7, np.random.default_rng(0))
+    assert len(params.frames) == 7
+
+
+@pytest.mark.parametrize(
+    "text,field",
+    [
+        ("blurr: {sigma: [0.1, 0.2]}\n", "blurr"),
+        ("blur: {sigmaa: [0.1, 0.2]}\n", "blur.sigmaa"),
+        ('motion: {max_shift: "a"}\n', "motion.max_shift"),
+        ("motion: {max_shift: true}\n", "motion.max_shift"),
+        ("blur: {sigma: [0.1]}\n", "blur.sigma"),
+        ("motion: {max_shift: -1}\n", "motion.max_shift"),
+        ("motion: {max_rotation: .nan}\n", "motion.max_rotation"),
+        ("noise: {gaussian_sigma: [-1, 2]}\n", "noise.gaussian_sigma"),
+        ("noise: {poisson_peak: [-5, 500]}\n", "noise.poisson_peak"),
+        ("noise: {poisson_peak: [.nan, 500]}\n", "noise.poisson_peak"),
+        ("noise: {poisson_peak: [.inf, .inf]}\n", "noise.poisson_peak"),
+        ("jpeg: {quality: [0, 60]}\n", "jpeg.quality"),
+        ("blur: {sigma: [0.6, 0.3]}\n", "blur.sigma"),
+        ("blur: {motion_length: [1.0, 0.5]}\n", "blur.motion_length"),
+        ("noise: {poisson_peak: [5000, 500]}\n", "noise.poisson_peak"),
+        ("jpeg: {quality: [95, 60]}\n", "jpeg.quality"),
+    ],
+)
+def test_bad_config_names_file_and_field(tmp_path, text, field):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(MfsrError) as err:
+        load_degradation(str(path))
+    message = str(err.value)
+    assert str(path) in message and field in message
+    assert "\n" not in message
+
+
+def test_unknown_key_suggests_the_right_one(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("blurr: {sigma: [0.1, 0.2]}\n", encoding="utf-8")
+    with pytest.raises(MfsrError, match="did you mean 'blur'"):
+        load_degradation(str(path))
+
+
+def test_good_custom_config_loads(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text(
+        "name: mine\nmotion: {max_shift: 0.5}\nnoise: {poisson_peak: null}\n"
+        "jpeg: {quality: [70, 70]}\n",
+        encoding="utf-8",
+    )
+    cfg = load_degradation(str(path))
+    assert cfg.name == "mine" and cfg.motion.max_shift == 0.5
+    assert cfg.noise.poisson_peak is None and cfg.jpeg.quality == (70, 70)
+    assert cfg.blur == DegradationConfig().blur  # unspecified sections keep their defaults
+
+
+def test_stream_keys_give_distinct_draws_of_one_photo(lfw_root):
+    import torch
+
+    from mfsr.data.dataset import SourceImage, SyntheticSequenceDataset
+
+    photos = sorted(lfw_root.glob("*/*.jpg"))[:1]
+    ds = SyntheticSequenceDataset(
+        [SourceImage(photos[0], "x", "x")], 4, 3, 64, load_degradation("default"), seed=5
+    )
+    a, b, a2 = ds.sample(0, (0, 0)), ds.sample(0, (0, 1)), ds.sample(0, (0, 0))
+    assert not torch.equal(a["frames"], b["frames"]) and torch.equal(a["frames"], a2["frames"])
+    assert torch.equal(ds[-1]["frames"], ds[0]["frames"])
