@@ -6,6 +6,7 @@ as one-line :class:`~mfsr.errors.MfsrError` messages naming the file and the dot
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import types
@@ -102,6 +103,9 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             raise MfsrError(f"{where}: expected a list, got {value!r}")
         return [_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
     if tp is float:
+        if isinstance(value, str):  # PyYAML reads 1e-4 (no dot) as a string
+            with contextlib.suppress(ValueError):
+                value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise MfsrError(f"{where}: expected a number, got {value!r}")
         return float(value)

@@ -14,6 +14,7 @@ import typer
 from mfsr import __version__
 from mfsr.cli.data import app as data_app
 from mfsr.cli.model import app as model_app
+from mfsr.cli.train import train as train_command
 from mfsr.cli.weights import app as weights_app
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
 app.add_typer(weights_app, name="weights")
+app.command("train")(train_command)
 
 
 def _version(value: bool) -> None:

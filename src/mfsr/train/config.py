@@ -1,0 +1,121 @@
+"""Training configuration: YAML presets in ``configs/`` plus ``--set key=value`` overrides.
+
+Every field is checked strictly (unknown keys, wrong types, bad values are one-line errors
+naming the file and field). The fully resolved config is written to the run folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mfsr.config import from_dict, merge, parse_overrides, read_yaml
+from mfsr.errors import MfsrError
+from mfsr.models import ModelConfig
+
+REPO_CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """How to build the dataset folder when it does not exist yet (see ``mfsr data build``)."""
+
+    source: str
+    scale: int = 8
+    frames: int = 7
+    hr_size: int = 256
+    seed: int = 0
+    degradation: str = "default"
+    crop: Literal["whole", "face"] = "whole"
+    face_size: int = 128
+    counts: tuple[int, int, int] | None = None
+    limit: int | None = None
+    splits: tuple[str, ...] = ("val", "test")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where samples come from. ``dataset`` is a folder made by ``mfsr data build``."""
+
+    dataset: str
+    build: BuildSpec | None = None
+    train: Literal["synthetic", "frozen"] = "synthetic"  # fresh degradations, or train/ folder
+    degradation: str | None = None  # synthetic: preset name/path; None = the dataset's own
+    val_limit: int | None = 64  # validate on the first K val samples (None: all)
+    workers: int = 0  # DataLoader worker processes
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = 0
+    grad_clip: float | None = None  # max global grad norm; None: no clipping
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run."""
+
+    name: str
+    data: DataConfig
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: str = "charbonnier"
+    loss_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    random_trunk: bool = False
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    seed: int = 0
+    epochs: int = 300
+    steps_per_epoch: int = 500
+    batch_size: int = 4  # per process
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: Literal["none", "bf16", "fp16"] = "bf16"  # used on CUDA only
+    channels_last: bool = True  # CUDA only
+    compile: bool = False
+    deterministic: bool = False  # CUDA: deterministic kernels (slower); CPU is always
+    nan_policy: Literal["stop", "skip"] = "stop"
+    checkpoint_every: int = 0  # steps; 0 = at the end of each epoch only
+    log_every: int = 10  # steps between train-log rows
+    samples: int = 4  # validation faces drawn into the sample image each epoch
+    out_dir: str = "runs"
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "steps_per_epoch", "batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.checkpoint_every < 0 or self.samples < 0:
+            raise ValueError("checkpoint_every and samples must be >= 0")
+        if self.optim.lr <= 0:
+            raise ValueError(f"optim.lr must be > 0, got {self.optim.lr}")
+        if self.model.name != "unet_geu":
+            raise ValueError(
+                f"model.name: only trainable models can be trained, not {self.model.name!r}"
+            )
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ValueError(f"name {self.name!r} must be a plain folder name")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+
+def resolve_config_path(name_or_path: str) -> Path:
+    """``smoke`` -> ``configs/smoke.yaml`` (repo presets); a path is returned unchanged."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    preset = REPO_CONFIGS / f"{name_or_path}.yaml"
+    if preset.exists():
+        return preset
+    known = sorted(p.stem for p in REPO_CONFIGS.glob("*.yaml")) if REPO_CONFIGS.is_dir() else []
+    raise MfsrError(f"unknown training config {name_or_path!r}; presets: {', '.join(known)}")
+
+
+def load_train_config(name_or_path: str, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a training YAML, apply ``--set`` overrides, and check everything."""
+    path = resolve_config_path(name_or_path)
+    data = merge(read_yaml(path), parse_overrides(overrides or []))
+    return from_dict(TrainConfig, data, where=f"{path}: ")

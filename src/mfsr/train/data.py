@@ -1,0 +1,145 @@
+"""Training data: make sure the dataset exists, then build the per-epoch sample streams.
+
+An *epoch* is ``steps_per_epoch`` global batches (the seed's 500 steps x batch 4), not a pass
+over the photos. Its sample order is a concatenation of seeded permutations of the training
+photos, ``default_rng([seed, epoch, k]).permutation(n)``, long enough for the epoch. Position
+``p`` of the epoch stream is one sample; with synthetic training data its degradation is drawn
+from ``(seed, epoch, p)``. Process ``r`` of ``W`` takes positions ``[s*B*W + r*B, s*B*W +
+(r+1)*B)`` for step ``s``: K processes with batch B see exactly the samples one process with
+batch K*B sees. Everything is a pure function of (seed, epoch, position): resuming needs no
+sampler state.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from mfsr.data.dataset import SequenceDataset, SourceImage, SyntheticSequenceDataset
+from mfsr.errors import MfsrError
+from mfsr.train.config import TrainConfig
+
+
+def ensure_dataset(cfg: TrainConfig, progress=None) -> dict[str, Any]:
+    """Return the dataset's ``dataset.json``, building the folder first if it is missing and
+    ``data.build`` says how (the build is resumable and deterministic)."""
+    root = Path(cfg.data.dataset)
+    meta_path = root / "dataset.json"
+    if not meta_path.exists():
+        if cfg.data.build is None:
+            raise MfsrError(
+                f"{root}: no dataset here (dataset.json missing); build one with `mfsr data build "
+                "--out ...` or add a data.build section to the config"
+            )
+        from mfsr.data.build import BuildOptions, build_dataset
+        from mfsr.data.degrade import load_degradation
+
+        b = cfg.data.build
+        opts = BuildOptions(
+            source=Path(b.source),
+            out=root,
+            degradation=load_degradation(b.degradation),
+            scale=b.scale,
+            n_frames=b.frames,
+            hr_size=b.hr_size,
+            seed=b.seed,
+            crop=b.crop,
+            face_size=b.face_size,
+            counts=b.counts,
+            limit=b.limit,
+            write_splits=b.splits,
+        )
+        build_dataset(opts, build_progress=progress)
+    try:
+        return json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise MfsrError(f"{meta_path}: unreadable ({exc})") from None
+
+
+def check_geometry(cfg: TrainConfig, dataset_meta: dict[str, Any]) -> None:
+    """The model's frames and scale must match the dataset's."""
+    for key, model_value in (("n_frames", cfg.model.n_frames), ("scale", cfg.model.scale)):
+        if dataset_meta.get(key) != model_value:
+            raise MfsrError(
+                f"{cfg.data.dataset}: dataset has {key} = {dataset_meta.get(key)} but model.{key}"
+                f" = {model_value}; use a matching dataset or --set model.{key}=..."
+            )
+
+
+def train_dataset(cfg: TrainConfig, dataset_meta: dict[str, Any]) -> Dataset:
+    """The training samples: synthetic (fresh degradations) or the frozen train/ folder."""
+    root = Path(cfg.data.dataset)
+    if cfg.data.train == "frozen":
+        return SequenceDataset(root / "train", n_frames=cfg.model.n_frames)
+    from mfsr.data.degrade import load_degradation
+
+    splits = json.loads((root / "splits.json").read_text(encoding="utf-8"))
+    source_root = Path(dataset_meta["source"])
+    sources = [
+        SourceImage(source_root / it["rel"], it["identity"], it["id"]) for it in splits["train"]
+    ]
+    if not sources:
+        raise MfsrError(f"{root}/splits.json: the train split is empty")
+    if not sources[0].path.is_file():
+        raise MfsrError(
+            f"{sources[0].path}: training photo not found (the dataset was built from "
+            f"{source_root}; run from the same folder or rebuild the dataset)"
+        )
+    preset = cfg.data.degradation or dataset_meta["degradation"]["preset"]
+    crop = dataset_meta.get("crop", {})
+    return SyntheticSequenceDataset(
+        sources,
+        scale=cfg.model.scale,
+        n_frames=cfg.model.n_frames,
+        hr_size=dataset_meta["hr_size"],
+        degradation=load_degradation(preset),
+        seed=cfg.seed,
+        face_crop=crop.get("face_size") if crop.get("mode") == "face" else None,
+    )
+
+
+def val_dataset(cfg: TrainConfig) -> SequenceDataset:
+    """The frozen validation samples (first ``val_limit``)."""
+    ds = SequenceDataset(Path(cfg.data.dataset) / "val", n_frames=cfg.model.n_frames)
+    if cfg.data.val_limit is not None:
+        ds.samples = ds.samples[: cfg.data.val_limit]
+    return ds
+
+
+def epoch_order(n_items: int, total: int, seed: int, epoch: int) -> np.ndarray:
+    """Source index at each of ``total`` positions of an epoch (seeded permutations)."""
+    parts, have, k = [], 0, 0
+    while have < total:
+        parts.append(np.random.default_rng([seed, epoch, k]).permutation(n_items))
+        have, k = have + n_items, k + 1
+    return np.concatenate(parts)[:total]
+
+
+class EpochStream(Dataset):
+    """This process's samples of one epoch, from ``first_step`` on (see module docstring)."""
+
+    def __init__(
+        self, base: Dataset, cfg: TrainConfig, epoch: int, rank: int, world: int, first_step: int
+    ) -> None:
+        batch, steps = cfg.batch_size, cfg.steps_per_epoch
+        self.base, self.epoch = base, epoch
+        self.order = epoch_order(len(base), steps * batch * world, cfg.seed, epoch)
+        self.positions = [
+            s * batch * world + rank * batch + i
+            for s in range(first_step, steps)
+            for i in range(batch)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        pos = self.positions[i]
+        index = int(self.order[pos])
+        if isinstance(self.base, SyntheticSequenceDataset):
+            return self.base.sample(index, (self.epoch, pos))
+        return self.base[index]

@@ -1,0 +1,340 @@
+"""``mfsr train``: the training loop, in one readable function (after nanoGPT's train.py).
+
+Run folder ``<out_dir>/<name>/``: ``config.yaml`` (resolved), ``env.json``, ``train.csv``,
+``val.csv``, ``tb/`` (TensorBoard), ``samples/epoch_XXXX.png``, ``checkpoints/last`` and
+``best`` (by validation PSNR) ``.safetensors``, ``summary.json`` when finished.
+
+Exact resume: the sample stream is a pure function of (seed, epoch, position) (see
+:mod:`mfsr.train.data`), and a checkpoint holds model, optimizer, GradScaler, every RNG state
+and the counters; the learning rate is a pure function of the step. On CPU a run killed at any
+point and resumed from its last checkpoint ends bit-identical to an uninterrupted one.
+
+Multi-GPU / multi-node: launch the same command under ``torchrun``; DistributedDataParallel
+(NCCL on GPU, gloo on CPU), each process takes its slice of every global batch, rank 0 alone
+validates, logs and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from mfsr.config import to_dict
+from mfsr.errors import MfsrError
+from mfsr.train.checkpoint import read_checkpoint, save_checkpoint
+from mfsr.train.config import TrainConfig
+from mfsr.train.data import EpochStream, check_geometry, ensure_dataset, train_dataset, val_dataset
+from mfsr.train.logs import RunLog, environment, save_samples
+from mfsr.train.state import pack_training_state, restore_training_state
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Learning rate for optimizer step ``step`` (0-based): warm-up, then constant or cosine."""
+    o = cfg.optim
+    if step < o.warmup_steps:
+        return o.lr * (step + 1) / o.warmup_steps
+    if o.schedule == "constant":
+        return o.lr
+    total = cfg.epochs * cfg.steps_per_epoch
+    progress = (step - o.warmup_steps) / max(1, total - o.warmup_steps)
+    return o.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def quality(sr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image PSNR (dB, capped at 100) and SSIM of (B, 3, H, W) [0, 1] tensors, both on
+    8-bit quantised RGB (0-255), SSIM with an 11x11 Gaussian window, sigma 1.5."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    a = (sr.clamp(0, 1) * 255).round().double()
+    b = (hr.clamp(0, 1) * 255).round().double()
+    mse = ((a - b) ** 2).flatten(1).mean(1)
+    psnr = (10 * torch.log10(255.0**2 / mse)).clamp(max=100.0)
+    ssim = structural_similarity_index_measure(
+        a, b, data_range=255.0, gaussian_kernel=True, sigma=1.5, kernel_size=11, reduction="none"
+    )
+    return psnr.float(), ssim.float()
+
+
+def setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
+    """(rank, world size, device) from torchrun's environment; initialises the process group."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    want = cfg.device
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    if want.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise MfsrError(f"device {cfg.device!r} requested but CUDA is not available")
+        device = torch.device("cuda", local if world > 1 or want == "cuda" else int(want[5:]))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+    return rank, world, device
+
+
+def _prepare_run_dir(cfg: TrainConfig, resume: bool) -> tuple[Path, dict | None]:
+    """Create or check the run folder; returns (folder, checkpoint to resume or None)."""
+    run_dir = cfg.run_dir
+    last = run_dir / "checkpoints" / "last.safetensors"
+    resolved = to_dict(cfg)
+    if resume:
+        if not last.exists():
+            raise MfsrError(f"{run_dir}: nothing to resume (no checkpoints/last.safetensors)")
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        if saved != resolved:
+            keys = sorted(k for k in set(saved) | set(resolved) if saved.get(k) != resolved.get(k))
+            raise MfsrError(f"{run_dir}: config differs from the run's ({', '.join(keys)})")
+        return run_dir, {"path": last}
+    if last.exists():
+        raise MfsrError(
+            f"{run_dir}: a run with checkpoints already exists; add --resume to continue it or "
+            "choose another name (--name or --set name=...)"
+        )
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False), "utf-8")
+    return run_dir, None
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: Any = None) -> dict[str, Any]:
+    """Run (or resume) training as configured; returns the summary (also in summary.json).
+
+    ``progress(epoch, step_in_epoch, steps, info)`` is called after every step on rank 0;
+    ``info`` (loss, lr, samples/s...) is given on logging steps, else None.
+    """
+    from mfsr.losses import build_loss
+    from mfsr.models import build_model
+
+    rank, world, device = setup_distributed(cfg)
+    master = rank == 0
+    run_dir, resume_from = _prepare_run_dir(cfg, resume) if master else (cfg.run_dir, None)
+    meta = ensure_dataset(cfg) if master else None
+    if world > 1:
+        box = [meta, resume_from]
+        torch.distributed.broadcast_object_list(box, src=0)
+        meta, resume_from = box
+        if resume and not master:
+            resume_from = {"path": run_dir / "checkpoints" / "last.safetensors"}
+    check_geometry(cfg, meta)
+    train_set, val_set = train_dataset(cfg, meta), val_dataset(cfg)
+
+    cuda = device.type == "cuda"
+    if cuda and cfg.deterministic:
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    elif cuda:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model).to(device)
+    if cuda and cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = build_loss(cfg.loss, device=device, random_trunk=cfg.random_trunk, **cfg.loss_options)
+    optimizer = torch.optim.Adam(
+        model.parameters(),
+        lr=cfg.optim.lr,
+        betas=cfg.optim.betas,
+        weight_decay=cfg.optim.weight_decay,
+    )
+    amp = cfg.amp if cuda else "none"
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
+
+    counters = {"step": 0, "epoch": 0, "step_in_epoch": 0, "best_psnr": None, "skipped": 0}
+    if resume_from is not None:
+        tensors, doc = read_checkpoint(resume_from["path"])
+        counters = restore_training_state(model, optimizer, scaler, tensors, doc)
+    trunks = [t.to_dict() for t in loss_fn.trunk_info()]
+    if master:
+        env = {**environment(device, world), "trunks": trunks, "random_trunk": cfg.random_trunk}
+        _write_json(run_dir / "env.json", env)
+    log = RunLog(run_dir, master, counters["step"] if resume_from else None)
+
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device] if cuda else None
+        )
+    if cfg.compile:
+        net = torch.compile(net)
+    bicubic_psnr = _bicubic_psnr(val_set, cfg, device) if master else None
+
+    def checkpoint(name: str, full: bool) -> None:
+        meta_doc = {
+            "model_config": to_dict(cfg.model),
+            "train_config": to_dict(cfg),
+            "trunks": trunks,
+            "random_trunk": cfg.random_trunk,
+        }
+        if full:
+            tensors, doc = pack_training_state(model, optimizer, scaler, dict(counters))
+            meta_doc.update(doc)
+        else:
+            tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
+            meta_doc["counters"] = dict(counters)
+        save_checkpoint(run_dir / "checkpoints" / f"{name}.safetensors", tensors, meta_doc)
+
+    started = time.perf_counter()
+    for epoch in range(counters["epoch"], cfg.epochs):
+        first = counters["step_in_epoch"] if epoch == counters["epoch"] else 0
+        stream = EpochStream(train_set, cfg, epoch, rank, world, first)
+        from mfsr.data.dataset import collate
+
+        loader = torch.utils.data.DataLoader(
+            stream,
+            batch_size=cfg.batch_size,
+            shuffle=False,
+            num_workers=cfg.data.workers,
+            collate_fn=collate,
+            pin_memory=cuda,
+            drop_last=False,
+        )
+        model.train()
+        loss_fn.train()
+        tick, seen = time.perf_counter(), 0
+        for step_in_epoch, batch in enumerate(loader, start=first):
+            lr = lr_at(cfg, counters["step"])
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            frames = batch["frames"].to(device, non_blocking=True)
+            hr = batch["hr"].to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                loss = loss_fn(net(frames).float(), hr)
+            if not torch.isfinite(loss):
+                if cfg.nan_policy == "stop":
+                    raise MfsrError(
+                        f"non-finite loss ({loss.item()}) at step {counters['step']} (epoch "
+                        f"{epoch}); the last good checkpoint is kept in {run_dir}/checkpoints; "
+                        "lower optim.lr, set optim.grad_clip, or set nan_policy: skip"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                counters["skipped"] += 1
+            else:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                clip = cfg.optim.grad_clip if cfg.optim.grad_clip is not None else math.inf
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+            counters["step"] += 1
+            counters["step_in_epoch"] = step_in_epoch + 1
+            seen += frames.shape[0] * world
+            info = None
+            if master and counters["step"] % cfg.log_every == 0:  # the only host sync of a step
+                finite = bool(torch.isfinite(loss))
+                info = {
+                    "loss": float(loss.detach()),
+                    "lr": lr,
+                    "samples_per_s": seen / max(time.perf_counter() - tick, 1e-9),
+                    "terms": {k: float(v) for k, v in loss_fn.last_terms.items()},
+                    "grad_norm": float(grad_norm) if finite else None,
+                }
+                log.train(counters["step"], epoch, info)
+            if master and progress is not None:
+                progress(epoch, counters["step_in_epoch"], cfg.steps_per_epoch, info)
+            end_of_epoch = counters["step_in_epoch"] == cfg.steps_per_epoch
+            if end_of_epoch:
+                counters["epoch"], counters["step_in_epoch"] = epoch + 1, 0
+            periodic = cfg.checkpoint_every and counters["step"] % cfg.checkpoint_every == 0
+            if end_of_epoch and master:
+                values = _validate(model, loss_fn, val_set, cfg, device, run_dir, epoch)
+                values["bicubic_psnr"] = bicubic_psnr
+                log.val(counters["step"], epoch, values)
+                best = counters["best_psnr"]
+                if best is None or values["psnr"] > best:
+                    counters["best_psnr"] = values["psnr"]
+                    checkpoint("best", full=False)
+                model.train()
+            if master and (end_of_epoch or periodic):
+                checkpoint("last", full=True)
+            if world > 1 and end_of_epoch:
+                torch.distributed.barrier()
+    log.close()
+    summary = {
+        "steps": counters["step"],
+        "epochs": cfg.epochs,
+        "best_val_psnr": counters["best_psnr"],
+        "bicubic_val_psnr": bicubic_psnr,
+        "skipped_batches": counters["skipped"],
+        "wall_s": time.perf_counter() - started,
+        "random_trunk": cfg.random_trunk,
+        "trunks": trunks,
+        "device": str(device),
+        "world_size": world,
+    }
+    if master:
+        _write_json(run_dir / "summary.json", summary)
+    if world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return summary
+
+
+def _write_json(path: Path, data: dict) -> None:
+    import json
+
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _val_loader(val_set, cfg: TrainConfig):
+    from mfsr.data.dataset import collate
+
+    return torch.utils.data.DataLoader(
+        val_set, batch_size=cfg.batch_size, shuffle=False, num_workers=0, collate_fn=collate
+    )
+
+
+@torch.no_grad()
+def _bicubic_psnr(val_set, cfg: TrainConfig, device: torch.device) -> float:
+    """Mean validation PSNR of bicubic upsampling of the reference frame (the bar to clear)."""
+    from mfsr.models import ModelConfig, build_model
+
+    bicubic = build_model(
+        replace(ModelConfig(), name="bicubic", n_frames=cfg.model.n_frames, scale=cfg.model.scale)
+    )
+    values = [quality(bicubic(b["frames"]), b["hr"])[0] for b in _val_loader(val_set, cfg)]
+    return float(torch.cat(values).mean())
+
+
+@torch.no_grad()
+def _validate(model, loss_fn, val_set, cfg: TrainConfig, device, run_dir: Path, epoch: int) -> dict:
+    """Loss, PSNR and SSIM on the validation samples; writes the epoch's sample image."""
+    model.eval()
+    loss_fn.eval()
+    losses, psnrs, ssims, first = [], [], [], None
+    for batch in _val_loader(val_set, cfg):
+        frames, hr = batch["frames"].to(device), batch["hr"].to(device)
+        sr = model(frames).float()
+        losses.append(float(loss_fn(sr, hr)) * frames.shape[0])
+        p, s = quality(sr.cpu(), hr.cpu())
+        psnrs.append(p)
+        ssims.append(s)
+        if first is None:
+            ref = frames.shape[1] // 2
+            first = (
+                frames[: cfg.samples, ref].cpu(),
+                sr[: cfg.samples].cpu(),
+                hr[: cfg.samples].cpu(),
+            )
+    if cfg.samples and first is not None:
+        save_samples(run_dir / "samples" / f"epoch_{epoch + 1:04d}.png", *first)
+    n = sum(len(p) for p in psnrs)
+    return {
+        "loss": sum(losses) / n,
+        "psnr": float(torch.cat(psnrs).mean()),
+        "ssim": float(torch.cat(ssims).mean()),
+    }

@@ -1,0 +1,275 @@
+"""mfsr train: outputs, exact resume after a kill, DDP equivalence, NaN handling, config errors."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mfsr.errors import MfsrError
+from mfsr.train.checkpoint import load_model, read_checkpoint, split_prefix
+from mfsr.train.config import load_train_config
+from mfsr.train.loop import lr_at, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory, lfw_subset) -> Path:
+    from mfsr.data.build import BuildOptions, build_dataset
+    from mfsr.data.degrade import load_degradation
+
+    out = tmp_path_factory.mktemp("train-data") / "set"
+    build_dataset(
+        BuildOptions(
+            source=lfw_subset,
+            out=out,
+            degradation=load_degradation("default"),
+            scale=4,
+            n_frames=3,
+            hr_size=32,
+            counts=(12, 4, 0),
+            write_splits=("val",),
+        )
+    )
+    return out
+
+
+def overrides(data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        f"data.dataset={data}",
+        f"out_dir={out}",
+        "data.build=null",
+        "data.val_limit=4",
+        "model.width=8",
+        "model.depth=2",
+        "model.n_geu=1",
+        "model.scale=4",
+        "model.n_frames=3",
+        "epochs=3",
+        "steps_per_epoch=4",
+        "batch_size=2",
+        *extra,
+    ]
+
+
+def model_tensors(run: Path) -> dict[str, torch.Tensor]:
+    tensors, _ = read_checkpoint(run / "checkpoints" / "last.safetensors")
+    return split_prefix(tensors, "model")
+
+
+def test_run_folder_and_checkpoints(tiny_data, tmp_path):
+    cfg = load_train_config("smoke", overrides(tiny_data, tmp_path))
+    summary = train(cfg)
+    run = tmp_path / "smoke"
+    for name in (
+        "config.yaml",
+        "env.json",
+        "train.csv",
+        "val.csv",
+        "summary.json",
+        "checkpoints/last.safetensors",
+        "checkpoints/best.safetensors",
+        "samples/epoch_0003.png",
+    ):
+        assert (run / name).exists(), name
+    assert list((run / "tb").iterdir())
+    assert summary["steps"] == 12 and summary["best_val_psnr"] > 10
+    model, mcfg, meta = load_model(run)
+    assert mcfg.n_frames == 3 and not model.training
+    assert meta["random_trunk"] is False and meta["counters"]["step"] in (4, 8, 12)
+    with open(run / "val.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == [4, 8, 12]
+    # Same seed, same CPU: identical weights.
+    again = tmp_path / "again"
+    train(load_train_config("smoke", overrides(tiny_data, again)))
+    first, second = model_tensors(run), model_tensors(again / "smoke")
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_existing_run_and_resume_errors(tiny_data, tmp_path):
+    cfg = load_train_config("smoke", overrides(tiny_data, tmp_path, "epochs=1"))
+    with pytest.raises(MfsrError, match="nothing to resume"):
+        train(cfg, resume=True)
+    train(cfg)
+    with pytest.raises(MfsrError, match="already exists; add --resume"):
+        train(cfg)
+    changed = load_train_config("smoke", overrides(tiny_data, tmp_path, "epochs=1", "optim.lr=0.5"))
+    with pytest.raises(MfsrError, match=r"config differs.*optim"):
+        train(changed, resume=True)
+
+
+def test_config_errors(tiny_data, tmp_path):
+    with pytest.raises(MfsrError, match=r"optim.lrr: unknown key \(did you mean 'lr'\?\)"):
+        load_train_config("smoke", ["optim.lrr=1"])
+    with pytest.raises(MfsrError, match=r"epochs: expected an integer"):
+        load_train_config("smoke", ["epochs=many"])
+    with pytest.raises(MfsrError, match="unknown training config 'nosuch'"):
+        load_train_config("nosuch")
+    cfg = load_train_config("smoke", overrides(tiny_data, tmp_path, "model.scale=2"))
+    with pytest.raises(MfsrError, match=r"dataset has scale = 4 but model\.scale = 2"):
+        train(cfg)
+
+
+def test_lr_schedule():
+    cfg = load_train_config(
+        "smoke",
+        [
+            "optim.schedule=cosine",
+            "optim.warmup_steps=2",
+            "optim.lr=1.0",
+            "epochs=1",
+            "steps_per_epoch=12",
+        ],
+    )
+    values = [lr_at(cfg, s) for s in range(12)]
+    assert values[0] == 0.5 and values[1] == 1.0 and values[2] == 1.0
+    assert all(a >= b for a, b in itertools.pairwise(values[2:])) and values[-1] < 0.05
+
+
+class NaNAt(torch.nn.Module):
+    """A loss that returns NaN at one call, else MSE (to test the NaN policy)."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at, self.calls, self.last_terms = at, 0, {}
+
+    def forward(self, pred, target):
+        self.calls += self.training
+        value = torch.mean((pred - target) ** 2)
+        if self.training and self.calls == self.at:
+            value = value * float("nan")
+        self.last_terms = {"mse": value.detach()}
+        return value
+
+    def trunk_info(self):
+        return []
+
+
+def test_nan_stops_without_touching_the_checkpoint_or_is_skipped(tiny_data, tmp_path, monkeypatch):
+    import mfsr.losses
+
+    monkeypatch.setattr(mfsr.losses, "build_loss", lambda *a, **k: NaNAt(at=6))
+    cfg = load_train_config("smoke", overrides(tiny_data, tmp_path))
+    with pytest.raises(MfsrError, match=r"non-finite loss .* at step 5"):
+        train(cfg)
+    _, meta = read_checkpoint(tmp_path / "smoke" / "checkpoints" / "last.safetensors")
+    assert meta["counters"]["step"] == 4  # the epoch-1 checkpoint, never overwritten
+    skip = load_train_config("smoke", overrides(tiny_data, tmp_path / "skip", "nan_policy=skip"))
+    assert train(skip)["skipped_batches"] == 1
+
+
+def _cli(args: list[str], **kw) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "mfsr", "train", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def _logged_steps(run: Path) -> int:
+    try:
+        return len((run / "train.csv").read_text().splitlines()) - 1
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.slow
+def test_kill_at_random_step_then_resume_is_bit_identical(tiny_data, tmp_path):
+    sets = overrides(tiny_data, tmp_path, "checkpoint_every=1", "log_every=1", "epochs=4")
+    args = ["--config", "smoke", *[a for s in sets for a in ("--set", s)]]
+    ref = _cli([*args, "--name", "reference"])
+    assert ref.wait(timeout=300) == 0, ref.stderr.read()
+    kill_at = random.Random().randint(2, 14)
+    victim = _cli([*args, "--name", "victim"])
+    deadline = time.time() + 300
+    while _logged_steps(tmp_path / "victim") < kill_at and victim.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    resumed = _cli([*args, "--name", "victim", "--resume"])
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    a, b = model_tensors(tmp_path / "reference"), model_tensors(tmp_path / "victim")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), f"weights differ after kill at step {kill_at}"
+    with open(tmp_path / "victim" / "train.csv") as handle:
+        steps = [int(r["step"]) for r in csv.DictReader(handle)]
+    assert steps == list(range(1, 17))
+
+
+@pytest.mark.slow
+def test_two_process_ddp_equals_one_process_with_double_batch(tiny_data, tmp_path):
+    common = overrides(tiny_data, tmp_path, "epochs=2", "log_every=1")
+    flags = [a for s in common for a in ("--set", s)]
+    single = _cli(["--config", "smoke", *flags, "--set", "batch_size=4", "--name", "single"])
+    assert single.wait(timeout=300) == 0, single.stderr.read()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ddp = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "mfsr",
+            "train",
+            "--config",
+            "smoke",
+            *flags,
+            "--set",
+            "batch_size=2",
+            "--name",
+            "ddp",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    a, b = model_tensors(tmp_path / "single"), model_tensors(tmp_path / "ddp")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+    assert (tmp_path / "ddp" / "summary.json").exists()
+
+
+def test_smoke_preset_from_the_command_line(tmp_path, lfw_root):
+    """The README's smoke command: builds its tiny LFW set, trains, writes safetensors."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mfsr",
+            "train",
+            "--config",
+            "configs/smoke.yaml",
+            "--set",
+            f"out_dir={tmp_path / 'runs'}",
+            "--set",
+            f"data.dataset={tmp_path / 'data'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "best val PSNR" in result.stderr
+    model, cfg, meta = load_model(tmp_path / "runs" / "smoke" / "checkpoints" / "last.safetensors")
+    assert cfg.scale == 4 and meta["counters"]["step"] == 10
