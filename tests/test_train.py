@@ -271,5 +271,5 @@ def test_smoke_preset_from_the_command_line(tmp_path, lfw_root):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "best val PSNR" in result.stderr
-    model, cfg, meta = load_model(tmp_path / "runs" / "smoke" / "checkpoints" / "last.safetensors")
+    _, cfg, meta = load_model(tmp_path / "runs" / "smoke" / "checkpoints" / "last.safetensors")
     assert cfg.scale == 4 and meta["counters"]["step"] == 10

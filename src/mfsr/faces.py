@@ -175,3 +175,76 @@ def detect_faces(image: np.ndarray, upsample: int = 0, min_score: float = 0.0) -
     ]
     faces.sort(key=lambda f: -f.score)
     return faces
+
+
+# --- Face descriptors (dlib's ResNet face recognition model) -----------------------------------
+
+#: dlib's 5-point landmark model (used to align the face chip for the descriptor), as in the
+#: ``face_recognition`` library's default ``model="small"``.
+SHAPE_MODEL = "shape_predictor_5_face_landmarks"
+#: dlib's face recognition ResNet (128-d descriptors; 99.38% on LFW at distance 0.6).
+DESCRIPTOR_MODEL = "dlib_face_recognition_resnet_model_v1"
+#: Descriptor distance above which two faces are "different people" (dlib's documented value).
+SAME_PERSON_DISTANCE = 0.6
+
+_shape_predictor: Any = None
+_recognizer: Any = None
+
+
+def get_shape_predictor() -> Any:
+    """dlib's 5-point shape predictor (:data:`SHAPE_MODEL`), loaded once per process."""
+    global _shape_predictor
+    if _shape_predictor is None:
+        with _lock:
+            if _shape_predictor is None:
+                dlib = _import_dlib()
+                _shape_predictor = dlib.shape_predictor(str(model_path(SHAPE_MODEL)))
+    return _shape_predictor
+
+
+def get_recognizer() -> Any:
+    """dlib's face recognition model (:data:`DESCRIPTOR_MODEL`), loaded once per process."""
+    global _recognizer
+    if _recognizer is None:
+        with _lock:
+            if _recognizer is None:
+                dlib = _import_dlib()
+                _recognizer = dlib.face_recognition_model_v1(str(model_path(DESCRIPTOR_MODEL)))
+    return _recognizer
+
+
+def face_descriptor(image: np.ndarray, face: Face, padding: float = 0.25) -> np.ndarray:
+    """dlib's 128-d descriptor (float64 ``(128,)``, unit-free, norm about 1) of ``face`` in
+    ``image`` (``uint8 (H, W, 3)`` RGB).
+
+    The face is aligned with the 5-point landmarks into a 150 x 150 chip (``padding``: dlib's
+    default margin around the landmarks) and passed once through the ResNet, without jitter
+    (as ``face_recognition.face_encodings`` with its defaults). Euclidean distances between
+    descriptors below :data:`SAME_PERSON_DISTANCE` mean "same person". About 60 ms per face on
+    one CPU core.
+    """
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3:
+        raise ValueError("face_descriptor expects a numpy uint8 (H, W, 3) array")
+    dlib = _import_dlib()
+    image = np.ascontiguousarray(image)
+    rect = dlib.rectangle(
+        int(round(face.left)),
+        int(round(face.top)),
+        int(round(face.right)) - 1,
+        int(round(face.bottom)) - 1,
+    )
+    shape = get_shape_predictor()(image, rect)
+    descriptor = get_recognizer().compute_face_descriptor(image, shape, 0, float(padding))
+    return np.asarray(descriptor, dtype=np.float64)
+
+
+def central_face(faces: list[Face], width: int, height: int) -> Face | None:
+    """The face whose box centre is nearest the image centre (ties: higher score); None if none.
+
+    mfsr's samples are face-centred crops (LFW, MLFDB, ``mfsr data from-video``), so this picks
+    the subject rather than a bystander or a spurious box near the border.
+    """
+    if not faces:
+        return None
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    return min(faces, key=lambda f: ((f.cx - cx) ** 2 + (f.cy - cy) ** 2, -f.score))
