@@ -50,7 +50,13 @@ def train(
                 status["text"] = f"loss {info['loss']:.4g}  {info['samples_per_s']:.1f} samples/s"
             bars.update(tasks[epoch], completed=step, status=status["text"])
 
-        summary = run_training(cfg, resume=resume, progress=update)
+        def epoch_done(epoch: int, v: dict) -> None:
+            console.print(
+                f"epoch {epoch + 1}/{cfg.epochs}: val PSNR {v['psnr']:.2f} dB (bicubic "
+                f"{v['bicubic_psnr']:.2f}), SSIM {v['ssim']:.4f}, loss {v['loss']:.4g}"
+            )
+
+        summary = run_training(cfg, resume=resume, progress=update, on_epoch=epoch_done)
     best, bicubic = summary["best_val_psnr"], summary["bicubic_val_psnr"]
     if best is not None and bicubic is not None:
         console.print(

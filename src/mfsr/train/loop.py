@@ -106,11 +106,14 @@ def _prepare_run_dir(cfg: TrainConfig, resume: bool) -> tuple[Path, dict | None]
     return run_dir, None
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: Any = None) -> dict[str, Any]:
+def train(
+    cfg: TrainConfig, resume: bool = False, progress: Any = None, on_epoch: Any = None
+) -> dict[str, Any]:
     """Run (or resume) training as configured; returns the summary (also in summary.json).
 
     ``progress(epoch, step_in_epoch, steps, info)`` is called after every step on rank 0;
     ``info`` (loss, lr, samples/s...) is given on logging steps, else None.
+    ``on_epoch(epoch, values)`` gets each epoch's validation values on rank 0.
     """
     from mfsr.losses import build_loss
     from mfsr.models import build_model
@@ -252,6 +255,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Any = None) -> dict[
                 values = _validate(model, loss_fn, val_set, cfg, device, run_dir, epoch)
                 values["bicubic_psnr"] = bicubic_psnr
                 log.val(counters["step"], epoch, values)
+                if on_epoch is not None:
+                    on_epoch(epoch, values)
                 best = counters["best_psnr"]
                 if best is None or values["psnr"] > best:
                     counters["best_psnr"] = values["psnr"]
