@@ -48,18 +48,11 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 
 
 def quality(sr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image PSNR (dB, capped at 100) and SSIM of (B, 3, H, W) [0, 1] tensors, both on
-    8-bit quantised RGB (0-255), SSIM with an 11x11 Gaussian window, sigma 1.5."""
-    from torchmetrics.functional.image import structural_similarity_index_measure
+    """Per-image PSNR (dB) and SSIM of (B, 3, H, W) [0, 1] tensors, with the conventions of
+    ``docs/metrics.md`` (8-bit quantised RGB; the same functions ``mfsr evaluate`` uses)."""
+    from mfsr.metrics.pixel import psnr, ssim
 
-    a = (sr.clamp(0, 1) * 255).round().double()
-    b = (hr.clamp(0, 1) * 255).round().double()
-    mse = ((a - b) ** 2).flatten(1).mean(1)
-    psnr = (10 * torch.log10(255.0**2 / mse)).clamp(max=100.0)
-    ssim = structural_similarity_index_measure(
-        a, b, data_range=255.0, gaussian_kernel=True, sigma=1.5, kernel_size=11, reduction="none"
-    )
-    return psnr.float(), ssim.float()
+    return torch.from_numpy(psnr(sr, hr)), torch.from_numpy(ssim(sr, hr))
 
 
 def setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
