@@ -13,6 +13,7 @@ import typer
 
 from mfsr import __version__
 from mfsr.cli.data import app as data_app
+from mfsr.cli.enhance import enhance as enhance_command
 from mfsr.cli.evaluate import evaluate as evaluate_command
 from mfsr.cli.model import app as model_app
 from mfsr.cli.train import train as train_command
@@ -30,6 +31,7 @@ app.add_typer(model_app, name="model")
 app.add_typer(weights_app, name="weights")
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
+app.command("enhance")(enhance_command)
 
 
 def _version(value: bool) -> None:

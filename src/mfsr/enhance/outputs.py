@@ -1,0 +1,125 @@
+"""What ``mfsr enhance`` writes: enhanced faces, labelled side-by-side images, ``enhance.json``.
+
+Files in the output folder (``<frame>``: the reference frame's index, 6 digits):
+
+* ``face_<frame>.png``: the enhanced face, ``uint8`` RGB, ``scale * lr_size`` px square;
+* ``side_by_side_<frame>.png``: bicubic upsampling of the reference LR crop | the enhanced
+  face, each under a label bar;
+* ``lr_<frame>.png``: the reference frame's LR crop as the model saw it (``lr_size`` px);
+* ``enhance.json``: what was done (see ``docs/enhance.md``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from mfsr.data.images import write_png
+from mfsr.errors import MfsrError
+
+JSON_NAME = "enhance.json"
+PATTERNS = ("face_*.png", "side_by_side_*.png", "lr_*.png", JSON_NAME)
+GAP = 2  # px between the two panels
+
+
+def check_out(out: Path, overwrite: bool) -> list[Path]:
+    """Enhance results already in ``out`` (files matching :data:`PATTERNS`); raises
+    :class:`MfsrError` if there are some and not ``overwrite``, or if ``out`` is a file."""
+    if out.exists() and not out.is_dir():
+        raise MfsrError(f"--out {out}: exists and is not a folder")
+    old = [p for pattern in PATTERNS for p in out.glob(pattern)] if out.is_dir() else []
+    if old and not overwrite:
+        raise MfsrError(
+            f"--out {out}: already holds {len(old)} enhance result file(s); "
+            "use --overwrite to replace them, or another folder"
+        )
+    return old
+
+
+def prepare_out(out: Path, overwrite: bool) -> None:
+    """Create ``out``, deleting earlier enhance results in it (only with ``overwrite``; see
+    :func:`check_out`). Other files are left alone."""
+    for path in check_out(out, overwrite):
+        path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _label(width: int, text: str) -> np.ndarray:
+    """A dark ``uint8 (bar, width, 3)`` strip with ``text`` in white, bar = max(12, width/8)."""
+    bar = max(12, width // 8)
+    strip = np.full((bar, width, 3), 40, np.uint8)
+    font_scale = bar / 36.0
+    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+    x = max(2, (width - tw) // 2)
+    y = (bar + th) // 2
+    cv2.putText(
+        strip, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1, cv2.LINE_AA
+    )
+    return strip
+
+
+def side_by_side(bicubic: np.ndarray, enhanced: np.ndarray, labels: tuple[str, str]) -> np.ndarray:
+    """``uint8 (H, W, 3)`` bicubic | enhanced with a label bar over each:
+    ``uint8 (bar + H, 2W + GAP, 3)``."""
+    w = enhanced.shape[1]
+    panels = [np.vstack([_label(w, t), img]) for t, img in zip(labels, (bicubic, enhanced))]
+    gap = np.full((panels[0].shape[0], GAP, 3), 255, np.uint8)
+    return np.hstack([panels[0], gap, panels[1]])
+
+
+def write_face(
+    out: Path,
+    frame: int,
+    enhanced: np.ndarray,
+    bicubic: np.ndarray,
+    lr: np.ndarray,
+    labels: tuple[str, str],
+) -> dict[str, str]:
+    """Write ``face_<frame>.png`` (enhanced), ``side_by_side_<frame>.png`` (bicubic |
+    enhanced, labelled) and ``lr_<frame>.png`` (the reference LR crop the model saw, ``uint8
+    (lr, lr, 3)``); returns their names under the keys ``face``, ``side_by_side``, ``lr``."""
+    names = {k: f"{k}_{frame:06d}.png" for k in ("face", "side_by_side", "lr")}
+    write_png(out / names["face"], enhanced)
+    write_png(out / names["side_by_side"], side_by_side(bicubic, enhanced, labels))
+    write_png(out / names["lr"], lr)
+    return names
+
+
+def rounded(value: Any, digits: int = 3) -> Any:
+    """Floats (also in nested lists/dicts and NumPy arrays) rounded; non-finite -> None."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return round(v, digits) + 0.0 if math.isfinite(v) else None  # + 0.0: no "-0.0"
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v, digits) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _one_line(match: re.Match) -> str:
+    """Join a JSON array's lines; only whitespace containing a newline (never inside a string)
+    is touched."""
+    text = re.sub(r"^\[\s*\n\s*", "[", match.group(0))
+    text = re.sub(r"\s*\n\s*\]$", "]", text)
+    return re.sub(r"\s*\n\s*", " ", text)
+
+
+def write_json(out: Path, doc: dict[str, Any]) -> Path:
+    """Write ``doc`` (rounded to 3 decimals) as ``out/enhance.json``; returns the path."""
+    path = out / JSON_NAME
+    text = json.dumps(rounded(doc), indent=1, allow_nan=False)
+    # Arrays of scalars on one line (only whitespace between tokens changes: still valid JSON).
+    text = re.sub(r"\[[^\[\]{}]*\]", _one_line, text)
+    path.write_text(text + "\n")
+    return path

@@ -1,0 +1,366 @@
+"""``mfsr enhance`` end to end: a clip (or a few frames) -> enhanced faces, side-by-sides, JSON.
+
+:func:`enhance_video` tracks the face (:mod:`mfsr.enhance.source`), chooses windows
+(:func:`mfsr.enhance.geometry.select_windows`), checks the face size against the model
+(:func:`mfsr.enhance.geometry.check_face_size`), then streams registered LR windows through the
+model ``batch_size`` at a time and writes each result as soon as its batch is done. Memory is
+bounded by one window of frame patches plus one batch, whatever the clip's length.
+
+:func:`enhance_frames` does the same for already-cropped frames given as image files.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from mfsr import __version__
+from mfsr.data.images import read_rgb
+from mfsr.data.track import DEFAULT_ENLARGE
+from mfsr.enhance.geometry import check_face_size, frame_plan, round_multiple, select_windows
+from mfsr.enhance.model import Enhancer, bicubic_reference
+from mfsr.enhance.outputs import check_out, prepare_out, write_face, write_json
+from mfsr.enhance.source import (
+    MAX_SHIFT,
+    REGISTER_MODES,
+    UPSAMPLE_LEVELS,
+    WindowCrops,
+    iter_windows,
+    measure_shifts,
+    track_clip,
+)
+from mfsr.errors import MfsrError
+
+Warn = Callable[[str], None]
+#: Windows per model call when not given. CPU: 4 was fastest for the quick U-Net on 2 cores
+#: (larger batches spill the x4 upsampling stage's activations out of cache: batch 16 is ~1.6x
+#: slower per face, see docs/benchmarks.md); the classical baseline does not care. CUDA: 32
+#: (not measured here: no GPU).
+DEFAULT_BATCH = {"cpu": 4, "cuda": 32}
+#: ``progress(stage, done, total)`` with stage ``track`` (frames) or ``enhance`` (windows).
+StageProgress = Callable[[str, int, int], None]
+
+
+class _Log:
+    def __init__(self, warn: Warn | None) -> None:
+        self.messages: list[str] = []
+        self._warn = warn
+
+    def __call__(self, message: str) -> None:
+        self.messages.append(message)
+        if self._warn is not None:
+            self._warn(message)
+
+
+def _batches(items: Iterable[WindowCrops], size: int) -> Iterator[list[WindowCrops]]:
+    batch: list[WindowCrops] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _labels(enhancer: Enhancer) -> tuple[str, str]:
+    return f"bicubic x{enhancer.scale}", f"{enhancer.label} x{enhancer.scale}"
+
+
+def _model_doc(enhancer: Enhancer, batch_size: int) -> dict[str, Any]:
+    return {
+        "model": enhancer.info,
+        "n_frames": enhancer.n_frames,
+        "scale": enhancer.scale,
+        "lr_size": enhancer.lr_size,
+        "hr_size": enhancer.hr_size,
+        "device": str(enhancer.device),
+        "batch_size": batch_size,
+    }
+
+
+def _no_windows_error(video: Path, n_decoded: int, segments: list, n: int, d: float) -> MfsrError:
+    longest = max((b - a for a, b in segments), default=0)
+    if not longest:
+        shrunk = f" after --downscale {d:g}" if d != 1.0 else ""
+        return MfsrError(
+            f"{video}: no face found in {n_decoded} frames (dlib HOG detector, score >= 0.3, "
+            f"upsampling {'/'.join(map(str, UPSAMPLE_LEVELS))}; faces narrower than about 20 px"
+            f"{shrunk} or strongly turned away are not found)"
+        )
+    return MfsrError(
+        f"{video}: the face is tracked for at most {longest} consecutive frames but the model "
+        f"takes windows of {n}; use a model with at most {longest} frames, or crop frames "
+        f"yourself and pass them with --frames"
+    )
+
+
+def enhance_video(
+    video: str | os.PathLike,
+    enhancer: Enhancer,
+    out: str | os.PathLike,
+    *,
+    every: int | None = None,
+    at: list[float] | None = None,
+    every_frame: bool = False,
+    downscale: float = 1.0,
+    max_frames: int | None = None,
+    batch_size: int | None = None,
+    register: str = "integer",
+    upsample: int | None = None,
+    enlarge: float = DEFAULT_ENLARGE,
+    overwrite: bool = False,
+    warn: Warn | None = None,
+    progress: StageProgress | None = None,
+) -> dict[str, Any]:
+    """Enhance the face in ``video``; write into ``out`` (module docstring of
+    :mod:`mfsr.enhance.outputs`) and return the ``enhance.json`` document.
+
+    Window modes (``every`` / ``at`` / ``every_frame``) as in :func:`select_windows`.
+    ``batch_size``: windows per model call (default :data:`DEFAULT_BATCH` for the device).
+    ``downscale``: shrink frames first (simulating low-resolution footage). ``register``:
+    ``integer``, ``full`` or ``none`` (:func:`mfsr.enhance.source.register_window`).
+    Raises :class:`MfsrError`: unreadable video, no face, too few tracked frames, face too small
+    or too large for the model (naming an LR size that fits), bad options.
+    """
+    video, out = Path(video), Path(out)
+    log = _Log(warn)
+    if batch_size is None:
+        batch_size = DEFAULT_BATCH["cuda" if enhancer.device.type == "cuda" else "cpu"]
+    if batch_size < 1:
+        raise MfsrError(f"--batch-size must be >= 1, got {batch_size}")
+    if register not in REGISTER_MODES:
+        raise MfsrError(f"--register must be one of {', '.join(REGISTER_MODES)}, got {register!r}")
+    if max_frames is not None and max_frames < 1:
+        raise MfsrError(f"--max-frames must be >= 1, got {max_frames}")
+    check_out(out, overwrite)  # refuse early, before the slow tracking
+    n = enhancer.n_frames
+    started = time.perf_counter()
+    track_progress = None if progress is None else lambda d, t: progress("track", d, t)
+    track = track_clip(
+        video,
+        downscale=downscale,
+        upsample=upsample,
+        enlarge=enlarge,
+        max_frames=max_frames,
+        progress=track_progress,
+    )
+    track_s = time.perf_counter() - started
+    if track.n_frames < track.declared_frames:
+        log(f"{video}: decoded {track.n_frames} of {track.declared_frames} frames (truncated?)")
+    windows, notes = select_windows(
+        track.segments, n, track.n_frames, track.fps, every=every, at=at, every_frame=every_frame
+    )
+    for note in notes:
+        log(note)
+    if not windows:
+        raise _no_windows_error(video, track.n_frames, track.segments, n, downscale)
+    sides = [track.crops[i].side for w in windows for i in w]  # type: ignore[union-attr]
+    face_px = float(np.median(sides)) / enlarge
+    size = check_face_size(face_px, enlarge, enhancer.lr_size, enhancer.scale, enhancer.multiple)
+    if size.verdict in ("too-small", "too-large"):
+        raise MfsrError(f"{video}: {size.message}")
+    if size.message:
+        log(size.message)
+    prepare_out(out, overwrite)
+
+    labels, fps = _labels(enhancer), track.fps
+    entries: list[dict[str, Any]] = []
+    model_s = write_s = 0.0
+    stream = iter_windows(
+        video,
+        track,
+        windows,
+        enhancer.lr_size,
+        downscale=downscale,
+        register=register,
+        progress=None if progress is None else lambda d, t: progress("enhance", d, t),
+    )
+    for batch in _batches(stream, batch_size):
+        lr = np.stack([w.lr for w in batch])
+        t0 = time.perf_counter()
+        faces = enhancer(lr)
+        t1 = time.perf_counter()
+        bicubic = bicubic_reference(lr, enhancer.scale)
+        for w, face, bic in zip(batch, faces, bicubic):
+            ref = w.frames[n // 2]
+            files = write_face(out, ref, face, bic, w.lr[n // 2], labels)
+            entries.append(
+                {
+                    "reference_frame": ref,
+                    "time_s": ref / fps if fps else None,
+                    "frames": list(w.frames),
+                    "interpolated": [track.interpolated[i] for i in w.frames],
+                    "crops": [[c.cx, c.cy, c.side] for c in w.crops],
+                    "shifts_lr_px": w.shifts,
+                    "residual_lr_px": w.residual,
+                    "registered": w.applied,
+                    **files,
+                }
+            )
+        model_s += t1 - t0
+        write_s += time.perf_counter() - t1
+    total_s = time.perf_counter() - started
+    crop_s = total_s - track_s - model_s - write_s
+    before = np.concatenate([np.abs(e["shifts_lr_px"]).ravel() for e in entries])
+    after = [e["residual_lr_px"] for e in entries if e["residual_lr_px"] is not None]
+    after_all = np.concatenate([np.abs(a).ravel() for a in after]) if after else None
+    doc: dict[str, Any] = {
+        "mfsr_version": __version__,
+        "input": {
+            "kind": "video",
+            "path": str(video),
+            "fps": fps,
+            "frames_decoded": track.n_frames,
+            "declared_frames": track.declared_frames,
+            "max_frames": max_frames,
+            "downscale": downscale,
+            "processed_frame_size": [track.width, track.height],
+        },
+        "tracking": {
+            "upsample": track.upsample,
+            "enlarge": enlarge,
+            "segments": [list(s) for s in track.segments],
+            "coordinates": "crops [cx, cy, side] in px of the processed (downscaled) frames",
+        },
+        "face_size": size.to_dict(),
+        **_model_doc(enhancer, batch_size),
+        "selection": {
+            "mode": "at" if at else "all" if every_frame else "every",
+            "every": None if (at or every_frame) else (every or n),
+            "at_s": at or None,
+        },
+        "registration": {
+            "mode": register,
+            "method": "translation measured by phase correlation + Lucas-Kanade on the LR "
+            "crops; integer: crop moved by the whole LR px of the shift, full: by all of it, "
+            "none: measured only (frames re-rendered from the clip)",
+            "max_shift_lr_px": MAX_SHIFT,
+            "median_abs_shift_lr_px": float(np.median(before)),
+            "max_abs_shift_lr_px": float(before.max()),
+            "median_abs_residual_lr_px": None if after_all is None else float(np.median(after_all)),
+            "max_abs_residual_lr_px": None if after_all is None else float(after_all.max()),
+        },
+        "windows": entries,
+        "warnings": log.messages,
+        "timings_s": {
+            "track": track_s,
+            "crop_register": crop_s,
+            "model": model_s,
+            "write": write_s,
+            "total": total_s,
+        },
+        "faces_per_s": {
+            "model": len(entries) / model_s if model_s > 0 else None,
+            "end_to_end": len(entries) / total_s,
+        },
+    }
+    write_json(out, doc)
+    return doc
+
+
+def _square(image: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    s = min(h, w)
+    y0, x0 = (h - s) // 2, (w - s) // 2
+    return image[y0 : y0 + s, x0 : x0 + s]
+
+
+def load_frames(paths: list[Path], enhancer: Enhancer, log: Warn) -> list[np.ndarray]:
+    """Read frame files as ``uint8 (lr, lr, 3)``: non-square ones are centre-cropped to a
+    square, larger ones shrunk with area averaging (both with a warning). Smaller frames, or
+    frames larger than the model's output, raise :class:`MfsrError` naming a size that fits."""
+    lr, scale = enhancer.lr_size, enhancer.scale
+    images = [read_rgb(p) for p in paths]
+    odd = [p.name for p, im in zip(paths, images) if im.shape[0] != im.shape[1]]
+    if odd:
+        log(f"{len(odd)} frame(s) not square ({', '.join(odd[:3])}...): centre square used")
+    images = [_square(im) for im in images]
+    sides = sorted({im.shape[0] for im in images})
+    small = sides[0]
+    if small < lr:
+        fit = round_multiple(small, enhancer.multiple, "down")
+        hint = f"use --lr-size {fit}" if fit <= small else "this model needs larger crops"
+        raise MfsrError(
+            f"frames too small: the smallest is {small} px but the model takes {lr} px LR crops, "
+            f"and enlarging them would add nothing; {hint} (a face framed like LFW, 2.4x the "
+            f"face box)"
+        )
+    if sides[-1] > lr * scale:
+        need = round_multiple(sides[-1] / scale, enhancer.multiple, "up")
+        raise MfsrError(
+            f"frames too large: {sides[-1]} px, larger than the enhanced output "
+            f"({lr * scale} px at x{scale} from {lr} px): the model would discard detail they "
+            f"already have; use --lr-size {need} or more, or no enhancement"
+        )
+    if sides[-1] > lr:
+        log(
+            f"frames are {'-'.join(map(str, (sides[0], sides[-1])))} px, larger than the model's "
+            f"LR size {lr}: shrunk to {lr} px with area averaging (or pass --lr-size)"
+        )
+    return [
+        im if im.shape[0] == lr else cv2.resize(im, (lr, lr), interpolation=cv2.INTER_AREA)
+        for im in images
+    ]
+
+
+def enhance_frames(
+    paths: list[str | os.PathLike],
+    enhancer: Enhancer,
+    out: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    warn: Warn | None = None,
+) -> dict[str, Any]:
+    """Enhance already-cropped frames (image files, in order; reference = the middle one).
+
+    Fewer or more frames than the model takes: :func:`mfsr.enhance.geometry.frame_plan` (with a
+    warning). Frames are not resampled for registration (that would blur them); their shifts to
+    the reference are measured and recorded. Writes ``face_<ref>.png``,
+    ``side_by_side_<ref>.png`` (``<ref>``: 0-based index of the reference among the given
+    files) and ``enhance.json``; returns the document.
+    """
+    out = Path(out)
+    log = _Log(warn)
+    files = [Path(p) for p in paths]
+    started = time.perf_counter()
+    check_out(out, overwrite)
+    plan, ref, note = frame_plan(len(files), enhancer.n_frames)
+    if note:
+        log(note)
+    images = load_frames(files, enhancer, log)
+    prepare_out(out, overwrite)
+    window = np.stack([images[i] for i in plan])
+    shifts = measure_shifts(window)
+    t0 = time.perf_counter()
+    face = enhancer(window[None])[0]
+    model_s = time.perf_counter() - t0
+    bicubic = bicubic_reference(window[None], enhancer.scale)[0]
+    names = write_face(out, ref, face, bicubic, window[len(plan) // 2], _labels(enhancer))
+    doc: dict[str, Any] = {
+        "mfsr_version": __version__,
+        "input": {"kind": "frames", "paths": [str(p) for p in files]},
+        **_model_doc(enhancer, 1),
+        "windows": [
+            {
+                "reference_frame": ref,
+                "reference_path": str(files[ref]),
+                "frames": plan,
+                "paths": [str(files[i]) for i in plan],
+                "shifts_lr_px": shifts,
+                "registered": [False] * len(plan),
+                **names,
+            }
+        ],
+        "registration": {"mode": "none", "note": "shifts measured and recorded only"},
+        "warnings": log.messages,
+        "timings_s": {"model": model_s, "total": time.perf_counter() - started},
+    }
+    write_json(out, doc)
+    return doc

@@ -1,0 +1,285 @@
+"""The clip side of ``mfsr enhance``: decode (optionally shrunk), track, crop and register.
+
+Two passes over the clip keep memory bounded by one window of frame patches, whatever the clip's
+length or resolution:
+
+1. :func:`track_clip` decodes every frame (shrunk by ``downscale`` first, with area averaging,
+   to simulate low-resolution footage) and tracks the face as ``mfsr data from-video`` does
+   (:mod:`mfsr.data.track`: dlib HOG boxes, linking, gap filling, smoothed LFW-like square
+   crops, 2.4 x the box). Small faces need dlib's upsampling: levels 0, 1, 2 (faces from about
+   80, 40, 20 px) are tried in turn until one tracks the face in at least half the frames with
+   boxes clear of that level's smallest size (else the best of the levels is used).
+2. :func:`iter_windows` decodes again, keeps for each frame of a pending window only the
+   region of the frame its crop (plus a margin) needs, and when a window is complete renders
+   its LR crops (:func:`mfsr.data.track.render_crop`: area averaging, black outside the frame)
+   and registers them (:func:`register_window`).
+
+**Registration** (``register``). The smoothed crop follows the head only on average, so
+within a window each frame's face is still displaced from the reference's by a residual (head
+motion faster than the 9-frame moving average). :func:`register_window` measures each frame's
+translation to the reference on the LR crops (:func:`mfsr.models.baselines.estimate_shifts`:
+phase correlation + Lucas-Kanade, sub-pixel) and, by mode:
+
+* ``integer`` (default): re-renders a frame from the clip with the crop moved by the *whole*
+  LR pixels of its shift (converted to clip px), so every frame lies within half an LR pixel
+  of the reference, inside the +-1 LR px of motion the network saw in training, while the
+  *sub-pixel* offsets between frames, which are what multi-frame super-resolution feeds on,
+  are kept;
+* ``full``: moves the crop by the whole measured shift (frames aligned to ~0.01 LR px). This
+  removes the sub-pixel diversity: on the 14 VoxCeleb2 clips it lowered the classical
+  baseline's gain over bicubic (see ``docs/enhance.md``);
+* ``none``: shifts are measured and recorded only.
+
+Shifts above :data:`MAX_SHIFT` LR px are treated as failed registration and left alone.
+Rotation and zoom are not corrected. Each re-rendering is one resampling of the clip's pixels.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mfsr.data.degrade import Crop
+from mfsr.data.track import (
+    DEFAULT_ENLARGE,
+    DEFAULT_MAX_GAP,
+    DEFAULT_SMOOTH,
+    link_detections,
+    render_crop,
+    segment_track,
+    smooth_crops,
+)
+from mfsr.data.video import DETECT_MAX_SIDE, Track, VideoReader
+from mfsr.errors import MfsrError
+from mfsr.faces import DEFAULT_KEEP_SCORE, DEFAULT_MIN_SCORE, Face, detect_faces
+
+#: dlib upsampling levels tried in turn (faces from about 80, 40 and 20 px wide).
+UPSAMPLE_LEVELS = (0, 1, 2)
+#: A level is accepted when it tracks the face in at least this fraction of the frames ...
+MIN_COVERAGE = 0.5
+#: ... and its median box is at least this x the smallest box it can report (dlib's 80 px
+#: window / 2**level): boxes at that limit are clamped to it (a 32 px face found at level 1
+#: gets a 39 px box, framing the crop 20% too wide), so the next level is tried.
+MIN_BOX_MARGIN = 1.25
+DLIB_WINDOW = 80.0
+#: Largest residual shift (LR px) corrected by re-rendering; larger ones are unreliable.
+MAX_SHIFT = 3.0
+
+#: Registration modes (module docstring).
+REGISTER_MODES = ("integer", "full", "none")
+
+Progress = Callable[[int, int], None]
+
+
+def shrink(frame: np.ndarray, downscale: float) -> np.ndarray:
+    """``uint8 (H, W, 3)`` resized by ``downscale`` (<= 1) with area averaging."""
+    if downscale == 1.0:
+        return frame
+    h, w = frame.shape[:2]
+    size = (max(1, round(w * downscale)), max(1, round(h * downscale)))
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
+
+def _detect(frame: np.ndarray, upsample: int) -> list[Face]:
+    threshold = min(DEFAULT_MIN_SCORE, DEFAULT_KEEP_SCORE)
+    side = max(frame.shape[:2])
+    if side <= DETECT_MAX_SIDE:
+        return detect_faces(frame, upsample, threshold)
+    f = DETECT_MAX_SIDE / side
+    small = cv2.resize(frame, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+    return [face.scaled(1.0 / f) for face in detect_faces(small, upsample, threshold)]
+
+
+def track_clip(
+    video: str | os.PathLike,
+    *,
+    downscale: float = 1.0,
+    upsample: int | None = None,
+    enlarge: float = DEFAULT_ENLARGE,
+    max_frames: int | None = None,
+    progress: Progress | None = None,
+) -> Track:
+    """Track the face in ``video`` decoded at ``downscale`` (first pass, module docstring).
+
+    Crops and boxes are in pixels of the shrunk frames. ``upsample``: one dlib level, or None
+    for :data:`UPSAMPLE_LEVELS` in turn. ``progress(done, total)`` counts frames of each level
+    tried. Raises :class:`mfsr.errors.DataError` for missing or undecodable files.
+    """
+    if not 0.0 < downscale <= 1.0:
+        raise MfsrError(f"--downscale must be in (0, 1], got {downscale}")
+    if upsample is not None and not 0 <= upsample <= 3:
+        raise MfsrError(f"--upsample must be 0, 1, 2 or 3, got {upsample}")
+    video = Path(video)
+    best = None
+    for level in UPSAMPLE_LEVELS if upsample is None else (upsample,):
+        reader = VideoReader(video, max_frames)
+        detections: list[list[Face]] = []
+        shape = (0, 0)
+        for frame in reader:
+            frame = shrink(frame, downscale)
+            shape = frame.shape[1], frame.shape[0]
+            detections.append(_detect(frame, level))
+            if progress is not None:
+                progress(len(detections), max(reader.frame_count, len(detections)))
+        picks = link_detections(detections, DEFAULT_MIN_SCORE, DEFAULT_KEEP_SCORE, DEFAULT_MAX_GAP)
+        sizes = [p.size for p in picks if p is not None]
+        covered = len(sizes) >= MIN_COVERAGE * len(detections)
+        clear = bool(sizes) and np.median(sizes) >= MIN_BOX_MARGIN * DLIB_WINDOW / 2**level
+        rank = (covered and clear, covered, len(sizes))
+        if best is None or rank > best[0]:
+            best = (rank, level, picks, len(detections), shape, reader)
+        if covered and clear:
+            break
+    assert best is not None
+    _, level, picks, n, (width, height), reader = best
+    faces, interpolated, segments = segment_track(picks, DEFAULT_MAX_GAP)
+    crops = smooth_crops(faces, segments, enlarge, DEFAULT_SMOOTH)
+    return Track(
+        video,
+        n,
+        reader.frame_count,
+        reader.fps,
+        width,
+        height,
+        level,
+        faces,
+        interpolated,
+        crops,
+        segments,
+    )
+
+
+@dataclass(frozen=True)
+class Patch:
+    """The part of one frame a crop needs: ``pixels`` ``uint8 (h, w, 3)`` whose top-left pixel
+    is frame pixel ``(x0, y0)``; ``crop``: the tracked square in frame px."""
+
+    pixels: np.ndarray
+    x0: int
+    y0: int
+    crop: Crop
+
+    @staticmethod
+    def cut(frame: np.ndarray, crop: Crop, lr_size: int) -> Patch:
+        """Keep the crop plus a margin of :data:`MAX_SHIFT` + 2 LR px (clipped to the frame):
+        enough to re-render it shifted by up to :data:`MAX_SHIFT` LR px."""
+        margin = (MAX_SHIFT + 2.0) * crop.side / lr_size + 2.0
+        half = crop.side / 2.0 + margin
+        h, w = frame.shape[:2]
+        x0, y0 = max(0, int(crop.cx - half)), max(0, int(crop.cy - half))
+        x1, y1 = min(w, int(crop.cx + half) + 2), min(h, int(crop.cy + half) + 2)
+        x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
+        return Patch(frame[y0:y1, x0:x1].copy(), x0, y0, crop)
+
+    def render(self, size: int, dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
+        """The crop moved by ``(dx, dy)`` frame px, as ``uint8 (size, size, 3)`` (area
+        averaging when shrinking; black outside the frame)."""
+        c = self.crop
+        return render_crop(
+            self.pixels, Crop(c.cx - self.x0 + dx, c.cy - self.y0 + dy, c.side), size
+        )
+
+
+def measure_shifts(stack: np.ndarray) -> np.ndarray:
+    """Translation of each frame to the reference ``N // 2`` in LR px, float64 ``(N, 2)`` of
+    ``(dx, dy)``: frame ``k`` shows the face moved by ``+shift[k]``. ``stack``: ``uint8
+    (N, h, w, 3)``. Uses :func:`mfsr.models.baselines.estimate_shifts`."""
+    import torch
+
+    from mfsr.models.baselines import estimate_shifts
+
+    frames = torch.from_numpy(np.ascontiguousarray(stack)).permute(0, 3, 1, 2).double() / 255.0
+    return estimate_shifts(frames).double().numpy()
+
+
+@dataclass(frozen=True)
+class WindowCrops:
+    """One window ready for the model: ``frames`` (clip indices), ``lr`` ``uint8 (N, lr, lr,
+    3)``, ``crops`` (tracked squares, frame px), ``shifts`` measured before registration and
+    ``residual`` after it (LR px, ``(N, 2)``; ``residual`` None without registration),
+    ``applied``: which frames were re-rendered."""
+
+    frames: range
+    lr: np.ndarray
+    crops: list[Crop]
+    shifts: np.ndarray
+    residual: np.ndarray | None
+    applied: list[bool]
+
+
+def register_window(patches: list[Patch], lr_size: int, register: str = "integer") -> WindowCrops:
+    """Render a window's LR crops and align them to the reference frame by re-rendering each
+    from its patch with the crop moved by the measured shift, rounded to whole LR px
+    (``integer``), exact (``full``) or not at all (``none``); see the module docstring.
+    ``frames`` of the result is a placeholder ``range(len(patches))``."""
+    if register not in REGISTER_MODES:
+        raise MfsrError(f"--register must be one of {', '.join(REGISTER_MODES)}, got {register!r}")
+    stack = np.stack([p.render(lr_size) for p in patches])
+    shifts = measure_shifts(stack)
+    crops = [p.crop for p in patches]
+    applied = [False] * len(patches)
+    if register == "none":
+        return WindowCrops(range(len(patches)), stack, crops, shifts, None, applied)
+    ref = len(patches) // 2
+    out = stack.copy()
+    for k, patch in enumerate(patches):
+        dx, dy = shifts[k]
+        if register == "integer":
+            dx, dy = math.floor(dx + 0.5), math.floor(dy + 0.5)
+        if k == ref or max(abs(dx), abs(dy)) > MAX_SHIFT or max(abs(dx), abs(dy)) < 1e-3:
+            continue
+        f = patch.crop.side / lr_size  # frame px per LR px
+        out[k] = patch.render(lr_size, dx * f, dy * f)
+        applied[k] = True
+    residual = measure_shifts(out) if any(applied) else shifts
+    return WindowCrops(range(len(patches)), out, crops, shifts, residual, applied)
+
+
+def iter_windows(
+    video: str | os.PathLike,
+    track: Track,
+    windows: list[range],
+    lr_size: int,
+    *,
+    downscale: float = 1.0,
+    register: str = "integer",
+    progress: Progress | None = None,
+) -> Iterator[WindowCrops]:
+    """Second pass: decode ``video`` again (shrunk by ``downscale``) and yield each window of
+    ``windows`` (sorted by start) as :class:`WindowCrops`, in order, holding patches of the
+    pending windows' frames only. ``progress(done, total)`` counts windows."""
+    if not windows:
+        return
+    needed = sorted({i for w in windows for i in w})
+    wanted = set(needed)
+    last = needed[-1]
+    patches: dict[int, Patch] = {}
+    pending = iter(windows)
+    window: range | None = next(pending)
+    done = 0
+    for i, frame in enumerate(VideoReader(video, last + 1)):
+        if i not in wanted:
+            continue
+        crop = track.crops[i]
+        if crop is None:  # not reachable: windows lie inside tracked segments
+            raise MfsrError(f"{video}: frame {i} has no tracked face")
+        patches[i] = Patch.cut(shrink(frame, downscale), crop, lr_size)
+        while window is not None and window[-1] <= i:
+            result = register_window([patches[j] for j in window], lr_size, register)
+            yield WindowCrops(
+                window, result.lr, result.crops, result.shifts, result.residual, result.applied
+            )
+            done += 1
+            if progress is not None:
+                progress(done, len(windows))
+            window = next(pending, None)
+            keep_from = window[0] if window is not None else i + 1
+            patches = {j: p for j, p in patches.items() if j >= keep_from}
+    if window is not None:
+        raise MfsrError(f"{video}: the second decoding pass ended before frame {window[-1]}")
