@@ -670,3 +670,14 @@ def test_stream_keys_give_distinct_draws_of_one_photo(lfw_root):
     a, b, a2 = ds.sample(0, (0, 0)), ds.sample(0, (0, 1)), ds.sample(0, (0, 0))
     assert not torch.equal(a["frames"], b["frames"]) and torch.equal(a["frames"], a2["frames"])
     assert torch.equal(ds[-1]["frames"], ds[0]["frames"])
+
+
+def test_several_presets_are_mixed_per_sample(lfw_root):
+    from mfsr.data.dataset import SourceImage, SyntheticSequenceDataset
+
+    photos = sorted(lfw_root.glob("*/*.jpg"))[:1]
+    presets = [load_degradation("clean"), load_degradation("severe")]
+    ds = SyntheticSequenceDataset([SourceImage(photos[0], "x", "x")], 4, 3, 64, presets, seed=0)
+    names = [ds.sample(0, (0, pos))["meta"]["preset"] for pos in range(40)]
+    assert set(names) == {"clean", "severe"} and 10 <= names.count("clean") <= 30
+    assert names == [ds.sample(0, (0, pos))["meta"]["preset"] for pos in range(40)]

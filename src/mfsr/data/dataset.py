@@ -105,7 +105,8 @@ class SyntheticSequenceDataset(Dataset):
 
     Sample ``i`` in epoch ``e`` is drawn from ``numpy.random.default_rng([seed, e, i])``: a
     different degradation every epoch, identical for the same (seed, epoch, index) whatever the
-    number of loader workers. Call :meth:`set_epoch` at the start of each epoch (it does not
+    number of loader workers. Several degradation presets may be given: each sample then uses
+    one of them, drawn uniformly. Call :meth:`set_epoch` at the start of each epoch (it does not
     reach persistent loader workers: create the loader per epoch, or use :meth:`sample`).
     """
 
@@ -115,7 +116,7 @@ class SyntheticSequenceDataset(Dataset):
         scale: int,
         n_frames: int,
         hr_size: int,
-        degradation: DegradationConfig,
+        degradation: DegradationConfig | Sequence[DegradationConfig],
         seed: int = 0,
         face_crop: int | None = None,
     ) -> None:
@@ -125,7 +126,10 @@ class SyntheticSequenceDataset(Dataset):
             raise DataError(f"HR size {hr_size} is not divisible by the scale {scale}")
         self.sources = list(sources)
         self.scale, self.n_frames, self.hr_size = scale, n_frames, hr_size
-        self.degradation, self.seed, self.face_crop = degradation, seed, face_crop
+        presets = [degradation] if isinstance(degradation, DegradationConfig) else list(degradation)
+        if not presets:
+            raise DataError("at least one degradation preset is needed")
+        self.degradations, self.seed, self.face_crop = presets, seed, face_crop
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -148,8 +152,20 @@ class SyntheticSequenceDataset(Dataset):
         image = read_rgb(src.path)
         crop = Crop.centred(image.shape[1], image.shape[0], self.face_crop)
         rng = np.random.default_rng([self.seed, *key])
+        # With several presets, each sample uses one drawn uniformly (from its own stream).
+        choice = 0
+        if len(self.degradations) > 1:
+            choice = int(
+                np.random.default_rng([self.seed, *key, 1]).integers(len(self.degradations))
+            )
+        preset = self.degradations[choice]
         frames, hr, params = synthesize_sequence(
-            image, crop, self.hr_size, self.scale, self.n_frames, self.degradation, rng
+            image, crop, self.hr_size, self.scale, self.n_frames, preset, rng
         )
-        meta = {"identity": src.identity, "key": list(key), "degradation": params.to_dict()}
+        meta = {
+            "identity": src.identity,
+            "key": list(key),
+            "preset": preset.name,
+            "degradation": params.to_dict(),
+        }
         return {"frames": stack_frames(frames), "hr": to_tensor(hr), "id": src.id, "meta": meta}

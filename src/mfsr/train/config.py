@@ -41,7 +41,8 @@ class DataConfig:
     dataset: str
     build: BuildSpec | None = None
     train: Literal["synthetic", "frozen"] = "synthetic"  # fresh degradations, or train/ folder
-    degradation: str | None = None  # synthetic: preset name/path; None = the dataset's own
+    # synthetic: preset name/path, or a list (each sample draws one); None = the dataset's own
+    degradation: str | list[str] | None = None
     val_limit: int | None = 64  # validate on the first K val samples (None: all)
     workers: int = 0  # DataLoader worker processes
 

@@ -89,14 +89,16 @@ def train_dataset(cfg: TrainConfig, dataset_meta: dict[str, Any]) -> Dataset:
             f"{sources[0].path}: training photo not found (the dataset was built from "
             f"{source_root}; run from the same folder or rebuild the dataset)"
         )
-    preset = cfg.data.degradation or dataset_meta["degradation"]["preset"]
+    presets = cfg.data.degradation or dataset_meta["degradation"]["preset"]
+    if isinstance(presets, str):
+        presets = [presets]
     crop = dataset_meta.get("crop", {})
     return SyntheticSequenceDataset(
         sources,
         scale=cfg.model.scale,
         n_frames=cfg.model.n_frames,
         hr_size=dataset_meta["hr_size"],
-        degradation=load_degradation(preset),
+        degradation=[load_degradation(p) for p in presets],
         seed=cfg.seed,
         face_crop=crop.get("face_size") if crop.get("mode") == "face" else None,
     )
