@@ -30,10 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mfsr.data.video import track_face
 from mfsr.enhance import enhance_video, load_enhancer
 from mfsr.enhance.geometry import all_windows
 from mfsr.enhance.model import Enhancer
-from mfsr.enhance.source import iter_windows, track_clip
+from mfsr.enhance.source import iter_windows
 from mfsr.models import build_model, load_model_config
 
 CLIP = Path("../shared/data/video-voxceleb2/Audio_Source_00086.mp4")
@@ -42,7 +43,7 @@ DOWNSCALE = 0.213  # its 150 px face -> about 32 px
 
 def windows_from_clip(clip: Path, count: int, n_frames: int, lr_size: int) -> np.ndarray:
     """``uint8 (count, N, lr, lr, 3)`` registered LR windows (stride 1) from the shrunk clip."""
-    track = track_clip(clip, downscale=DOWNSCALE, max_frames=count + n_frames - 1)
+    track = track_face(clip, downscale=DOWNSCALE, max_frames=count + n_frames - 1)
     windows = all_windows(track.segments, n_frames)[:count]
     return np.stack(
         [w.lr for w in iter_windows(clip, track, windows, lr_size, downscale=DOWNSCALE)]

@@ -38,10 +38,9 @@ from PIL import Image, ImageDraw
 from mfsr.data.degrade import Crop
 from mfsr.data.images import read_rgb
 from mfsr.data.track import CENTRE_SHIFT, DEFAULT_ENLARGE, render_crop
-from mfsr.data.video import VideoReader
+from mfsr.data.video import VideoReader, track_face
 from mfsr.enhance import enhance_video, load_enhancer
 from mfsr.enhance.model import Enhancer, bicubic_reference
-from mfsr.enhance.source import track_clip
 from mfsr.faces import SAME_PERSON_DISTANCE, Face, face_descriptor
 
 CELL = 160
@@ -72,7 +71,7 @@ def box_pixels(image: np.ndarray, box: Face) -> np.ndarray:
 
 def clip_face_px(clip: Path, frames: int = 50) -> float:
     """Median dlib box size (px) of the face in the first ``frames`` full-resolution frames."""
-    track = track_clip(clip, max_frames=frames)
+    track = track_face(clip, max_frames=frames)
     sizes = [f.size for f in track.faces if f is not None]
     if not sizes:
         raise SystemExit(f"{clip}: no face found at full resolution")

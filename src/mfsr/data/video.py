@@ -151,6 +151,26 @@ def iter_frames(video: str | os.PathLike, max_frames: int | None = None) -> Iter
     yield from VideoReader(video, max_frames)
 
 
+#: dlib upsampling levels tried in turn when none is given (faces from about 80, 40, 20 px).
+UPSAMPLE_LEVELS = (0, 1, 2)
+#: A level is accepted when it tracks the face in at least this fraction of the frames ...
+MIN_COVERAGE = 0.5
+#: ... and its median box is at least this x the smallest box it can report (dlib's 80 px
+#: window / 2**level): boxes at that limit are clamped to it (a 32 px face found at level 1
+#: gets a 39 px box, framing the crop 20% too wide), so the next level is tried.
+MIN_BOX_MARGIN = 1.25
+DLIB_WINDOW = 80.0
+
+
+def shrink(frame: np.ndarray, downscale: float) -> np.ndarray:
+    """``uint8 (H, W, 3)`` resized by ``downscale`` (<= 1) with area averaging."""
+    if downscale == 1.0:
+        return frame
+    h, w = frame.shape[:2]
+    size = (max(1, round(w * downscale)), max(1, round(h * downscale)))
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
+
 def _detect(frame: np.ndarray, upsample: int, threshold: float) -> list[Face]:
     side = max(frame.shape[:2])
     if side <= DETECT_MAX_SIDE:
@@ -161,12 +181,18 @@ def _detect(frame: np.ndarray, upsample: int, threshold: float) -> list[Face]:
 
 
 def _scan(
-    video: Path, upsample: int, threshold: float, max_frames: int | None, progress: Progress | None
+    video: Path,
+    upsample: int,
+    threshold: float,
+    max_frames: int | None,
+    downscale: float,
+    progress: Progress | None,
 ) -> tuple[list[list[Face]], tuple[int, int], VideoReader]:
     reader = VideoReader(video, max_frames)
     detections: list[list[Face]] = []
     shape = (0, 0)
     for frame in reader:
+        frame = shrink(frame, downscale)
         shape = frame.shape[1], frame.shape[0]
         detections.append(_detect(frame, upsample, threshold))
         if progress is not None:
@@ -184,27 +210,43 @@ def track_face(
     smooth: int = DEFAULT_SMOOTH,
     enlarge: float = DEFAULT_ENLARGE,
     max_frames: int | None = None,
+    downscale: float = 1.0,
     progress: Progress | None = None,
 ) -> Track:
     """Track the one face of ``video`` (first pass; see the module docstring).
 
-    ``upsample``: dlib HOG upsampling (0: faces >= ~80 px, 1: >= ~40 px, 4x slower); None tries
-    0 and, only if no face at all is found, 1. ``progress(done, total)`` counts frames.
-    Raises :class:`DataError` / :class:`UndecodableVideo` for missing or undecodable files.
+    Frames are first shrunk by ``downscale`` (<= 1, area averaging); boxes and crops are in
+    pixels of the shrunk frames. ``upsample``: one dlib HOG level (0: faces >= ~80 px, 1: >= ~40
+    px, 2: >= ~20 px; each 4x slower), or None for :data:`UPSAMPLE_LEVELS` in turn until one
+    covers the face well (:data:`MIN_COVERAGE`, :data:`MIN_BOX_MARGIN`; else the best one).
+    ``progress(done, total)`` counts frames of each level tried. Raises :class:`DataError` /
+    :class:`UndecodableVideo` for missing or undecodable files.
     """
+    if not 0.0 < downscale <= 1.0:
+        raise MfsrError(f"--downscale must be in (0, 1], got {downscale}")
+    if upsample is not None and not 0 <= upsample <= 3:
+        raise MfsrError(f"--upsample must be 0, 1, 2 or 3, got {upsample}")
     video = Path(video)
     threshold = min(min_score, keep_score)
-    tries = [0, 1] if upsample is None else [upsample]
-    for level in tries:
-        detections, (width, height), reader = _scan(video, level, threshold, max_frames, progress)
+    best = None
+    for level in UPSAMPLE_LEVELS if upsample is None else (upsample,):
+        detections, shape, reader = _scan(video, level, threshold, max_frames, downscale, progress)
         picks = link_detections(detections, min_score, keep_score, max_gap)
-        if any(p is not None for p in picks):
+        sizes = [p.size for p in picks if p is not None]
+        covered = len(sizes) >= MIN_COVERAGE * len(detections)
+        clear = bool(sizes) and np.median(sizes) >= MIN_BOX_MARGIN * DLIB_WINDOW / 2**level
+        rank = (covered and clear, covered, len(sizes))
+        if best is None or rank > best[0]:
+            best = (rank, level, picks, len(detections), shape, reader)
+        if covered and clear:
             break
+    assert best is not None
+    _, level, picks, n, (width, height), reader = best
     faces, interpolated, segments = segment_track(picks, max_gap)
     crops = smooth_crops(faces, segments, enlarge, smooth)
     return Track(
         video,
-        len(detections),
+        n,
         reader.frame_count,
         reader.fps,
         width,

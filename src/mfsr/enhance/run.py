@@ -23,17 +23,16 @@ import numpy as np
 from mfsr import __version__
 from mfsr.data.images import read_rgb
 from mfsr.data.track import DEFAULT_ENLARGE
+from mfsr.data.video import UPSAMPLE_LEVELS, track_face
 from mfsr.enhance.geometry import check_face_size, frame_plan, round_multiple, select_windows
 from mfsr.enhance.model import Enhancer, bicubic_reference
 from mfsr.enhance.outputs import check_out, prepare_out, write_face, write_json
 from mfsr.enhance.source import (
     MAX_SHIFT,
     REGISTER_MODES,
-    UPSAMPLE_LEVELS,
     WindowCrops,
     iter_windows,
     measure_shifts,
-    track_clip,
 )
 from mfsr.errors import MfsrError
 
@@ -143,7 +142,7 @@ def enhance_video(
     n = enhancer.n_frames
     started = time.perf_counter()
     track_progress = None if progress is None else lambda d, t: progress("track", d, t)
-    track = track_clip(
+    track = track_face(
         video,
         downscale=downscale,
         upsample=upsample,

@@ -3,12 +3,10 @@
 Two passes over the clip keep memory bounded by one window of frame patches, whatever the clip's
 length or resolution:
 
-1. :func:`track_clip` decodes every frame (shrunk by ``downscale`` first, with area averaging,
-   to simulate low-resolution footage) and tracks the face as ``mfsr data from-video`` does
-   (:mod:`mfsr.data.track`: dlib HOG boxes, linking, gap filling, smoothed LFW-like square
-   crops, 2.4 x the box). Small faces need dlib's upsampling: levels 0, 1, 2 (faces from about
-   80, 40, 20 px) are tried in turn until one tracks the face in at least half the frames with
-   boxes clear of that level's smallest size (else the best of the levels is used).
+1. :func:`mfsr.data.video.track_face` decodes every frame (shrunk by ``downscale`` first, with
+   area averaging, to simulate low-resolution footage) and tracks the face exactly as
+   ``mfsr data from-video`` does (dlib HOG boxes, linking, gap filling, smoothed LFW-like square
+   crops, 2.4 x the box; dlib upsampling levels 0, 1, 2 tried in turn for small faces).
 2. :func:`iter_windows` decodes again, keeps for each frame of a pending window only the
    region of the frame its crop (plus a margin) needs, and when a window is complete renders
    its LR crops (:func:`mfsr.data.track.render_crop`: area averaging, black outside the frame)
@@ -40,34 +38,16 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-import cv2
 import numpy as np
 
 from mfsr.data.degrade import Crop
 from mfsr.data.track import (
-    DEFAULT_ENLARGE,
-    DEFAULT_MAX_GAP,
-    DEFAULT_SMOOTH,
-    link_detections,
     render_crop,
-    segment_track,
-    smooth_crops,
 )
-from mfsr.data.video import DETECT_MAX_SIDE, Track, VideoReader
+from mfsr.data.video import Track, VideoReader, shrink
 from mfsr.errors import MfsrError
-from mfsr.faces import DEFAULT_KEEP_SCORE, DEFAULT_MIN_SCORE, Face, detect_faces
 
-#: dlib upsampling levels tried in turn (faces from about 80, 40 and 20 px wide).
-UPSAMPLE_LEVELS = (0, 1, 2)
-#: A level is accepted when it tracks the face in at least this fraction of the frames ...
-MIN_COVERAGE = 0.5
-#: ... and its median box is at least this x the smallest box it can report (dlib's 80 px
-#: window / 2**level): boxes at that limit are clamped to it (a 32 px face found at level 1
-#: gets a 39 px box, framing the crop 20% too wide), so the next level is tried.
-MIN_BOX_MARGIN = 1.25
-DLIB_WINDOW = 80.0
 #: Largest residual shift (LR px) corrected by re-rendering; larger ones are unreliable.
 MAX_SHIFT = 3.0
 
@@ -75,84 +55,6 @@ MAX_SHIFT = 3.0
 REGISTER_MODES = ("integer", "full", "none")
 
 Progress = Callable[[int, int], None]
-
-
-def shrink(frame: np.ndarray, downscale: float) -> np.ndarray:
-    """``uint8 (H, W, 3)`` resized by ``downscale`` (<= 1) with area averaging."""
-    if downscale == 1.0:
-        return frame
-    h, w = frame.shape[:2]
-    size = (max(1, round(w * downscale)), max(1, round(h * downscale)))
-    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-
-
-def _detect(frame: np.ndarray, upsample: int) -> list[Face]:
-    threshold = min(DEFAULT_MIN_SCORE, DEFAULT_KEEP_SCORE)
-    side = max(frame.shape[:2])
-    if side <= DETECT_MAX_SIDE:
-        return detect_faces(frame, upsample, threshold)
-    f = DETECT_MAX_SIDE / side
-    small = cv2.resize(frame, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
-    return [face.scaled(1.0 / f) for face in detect_faces(small, upsample, threshold)]
-
-
-def track_clip(
-    video: str | os.PathLike,
-    *,
-    downscale: float = 1.0,
-    upsample: int | None = None,
-    enlarge: float = DEFAULT_ENLARGE,
-    max_frames: int | None = None,
-    progress: Progress | None = None,
-) -> Track:
-    """Track the face in ``video`` decoded at ``downscale`` (first pass, module docstring).
-
-    Crops and boxes are in pixels of the shrunk frames. ``upsample``: one dlib level, or None
-    for :data:`UPSAMPLE_LEVELS` in turn. ``progress(done, total)`` counts frames of each level
-    tried. Raises :class:`mfsr.errors.DataError` for missing or undecodable files.
-    """
-    if not 0.0 < downscale <= 1.0:
-        raise MfsrError(f"--downscale must be in (0, 1], got {downscale}")
-    if upsample is not None and not 0 <= upsample <= 3:
-        raise MfsrError(f"--upsample must be 0, 1, 2 or 3, got {upsample}")
-    video = Path(video)
-    best = None
-    for level in UPSAMPLE_LEVELS if upsample is None else (upsample,):
-        reader = VideoReader(video, max_frames)
-        detections: list[list[Face]] = []
-        shape = (0, 0)
-        for frame in reader:
-            frame = shrink(frame, downscale)
-            shape = frame.shape[1], frame.shape[0]
-            detections.append(_detect(frame, level))
-            if progress is not None:
-                progress(len(detections), max(reader.frame_count, len(detections)))
-        picks = link_detections(detections, DEFAULT_MIN_SCORE, DEFAULT_KEEP_SCORE, DEFAULT_MAX_GAP)
-        sizes = [p.size for p in picks if p is not None]
-        covered = len(sizes) >= MIN_COVERAGE * len(detections)
-        clear = bool(sizes) and np.median(sizes) >= MIN_BOX_MARGIN * DLIB_WINDOW / 2**level
-        rank = (covered and clear, covered, len(sizes))
-        if best is None or rank > best[0]:
-            best = (rank, level, picks, len(detections), shape, reader)
-        if covered and clear:
-            break
-    assert best is not None
-    _, level, picks, n, (width, height), reader = best
-    faces, interpolated, segments = segment_track(picks, DEFAULT_MAX_GAP)
-    crops = smooth_crops(faces, segments, enlarge, DEFAULT_SMOOTH)
-    return Track(
-        video,
-        n,
-        reader.frame_count,
-        reader.fps,
-        width,
-        height,
-        level,
-        faces,
-        interpolated,
-        crops,
-        segments,
-    )
 
 
 @dataclass(frozen=True)
