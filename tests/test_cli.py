@@ -17,7 +17,7 @@ def test_importing_the_cli_does_not_import_heavy_libraries():
 def test_help_lists_the_commands():
     out = subprocess.run([sys.executable, "-m", "mfsr", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
-    for command in ("data", "model", "weights", "train", "evaluate", "enhance"):
+    for command in ("data", "model", "weights", "train", "evaluate", "enhance", "study"):
         assert command in out.stdout
 
 

@@ -16,6 +16,7 @@ from mfsr.cli.data import app as data_app
 from mfsr.cli.enhance import enhance as enhance_command
 from mfsr.cli.evaluate import evaluate as evaluate_command
 from mfsr.cli.model import app as model_app
+from mfsr.cli.study import study as study_command
 from mfsr.cli.train import train as train_command
 from mfsr.cli.weights import app as weights_app
 
@@ -32,6 +33,7 @@ app.add_typer(weights_app, name="weights")
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("enhance")(enhance_command)
+app.command("study")(study_command)
 
 
 def _version(value: bool) -> None:

@@ -192,6 +192,7 @@ def train(
             batch_size=cfg.batch_size,
             shuffle=False,
             num_workers=cfg.data.workers,
+            worker_init_fn=_single_threaded_worker,
             collate_fn=collate,
             pin_memory=cuda,
             drop_last=False,
@@ -278,6 +279,14 @@ def train(
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return summary
+
+
+def _single_threaded_worker(worker_id: int) -> None:
+    """Loader workers synthesise one sample at a time: one OpenCV thread each (torch already
+    sets one), so K workers and the training step do not oversubscribe the cores."""
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def _write_json(path: Path, data: dict) -> None:

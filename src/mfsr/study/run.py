@@ -1,0 +1,188 @@
+"""``run_study``: the seed's loss-function study end to end, resumable.
+
+Folder ``<out_dir>/<name>/``::
+
+    study.yaml          the study config (a later call must agree on train/evaluate/losses options)
+    configs/<run>.yaml  the resolved training config of every run
+    runs/<run>/         normal training run folders (mfsr train), <loss>-s<seed>
+    data/reference-frame/  the reference-frame view of the dataset (single-frame baseline)
+    eval/<name>/        mfsr evaluate results of every run and baseline
+    log.jsonl           what each call did and how long it took
+    single_frame.json   which pixel loss the single-frame baseline uses, and why
+    table1.{md,csv,tex,json}, significance.{md,json}, figures/*.png, report.html
+
+Resuming: a run with ``summary.json`` is skipped, one with checkpoints but no summary is
+resumed, an evaluation with ``summary.json`` newer than its run's is skipped. The tables,
+figures and report are rebuilt from the evaluations on every call (seconds).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mfsr.config import to_dict
+from mfsr.errors import MfsrError
+from mfsr.study import plan
+from mfsr.study.config import PIXEL, StudyConfig, loss_slug
+from mfsr.study.execute import Counts, Reporter, evaluate_one, read_log, train_all
+from mfsr.train.config import TrainConfig
+
+#: Sections of ``study.yaml`` that must not change between calls on one study folder.
+FIXED = ("train", "loss_options", "random_trunk", "evaluate")
+
+
+@dataclass
+class StudyResult:
+    """What :func:`run_study` did (``counts``), where (``folder``), the files it wrote
+    (name -> path) and the results document (``table1.json``)."""
+
+    folder: Path
+    counts: Counts
+    files: dict[str, Path]
+    doc: dict[str, Any]
+
+
+def _check_study_file(study: StudyConfig) -> None:
+    """Write ``study.yaml``, refusing a call whose fixed sections differ from the folder's."""
+    path = study.study_dir / "study.yaml"
+    now = to_dict(study)
+    if path.is_file():
+        before = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        changed = [k for k in FIXED if before.get(k) != now.get(k)]
+        if changed:
+            raise MfsrError(
+                f"{study.study_dir}: this study was run with other {', '.join(changed)} settings "
+                "(study.yaml); use another name (--set name=...) or another out_dir"
+            )
+    study.study_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(now, sort_keys=False), encoding="utf-8")
+
+
+def choose_single_frame_loss(study: StudyConfig, loss_cfgs: list[TrainConfig]) -> dict[str, Any]:
+    """The single-frame baseline's loss: ``baselines.single_frame_loss`` if set; else the pixel
+    loss of the study with the best validation PSNR (best epoch of each run, mean over seeds);
+    else charbonnier (the seed's best). Decided once and kept in ``single_frame.json``."""
+    path = study.study_dir / "single_frame.json"
+    fixed = study.baselines.single_frame_loss
+    if fixed is not None:
+        return {"loss": fixed, "rule": "set in the study config (baselines.single_frame_loss)"}
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    scores: dict[str, list[float]] = {}
+    for cfg in loss_cfgs:
+        if loss_slug(cfg.loss) in PIXEL:
+            summary = json.loads((cfg.run_dir / "summary.json").read_text(encoding="utf-8"))
+            if summary.get("best_val_psnr") is not None:
+                scores.setdefault(cfg.loss, []).append(summary["best_val_psnr"])
+    means = {k: sum(v) / len(v) for k, v in scores.items()}
+    if means:
+        best = max(means, key=means.__getitem__)
+        choice = {
+            "loss": best,
+            "rule": "the study's pixel loss with the highest validation PSNR (best epoch per "
+            "run, mean over seeds)",
+            "val_psnr": means,
+        }
+    else:
+        choice = {"loss": "charbonnier", "rule": "no pixel loss in the study: the seed's best"}
+    path.write_text(json.dumps(choice, indent=1) + "\n", encoding="utf-8")
+    return choice
+
+
+def _runs_table(cfgs: list[TrainConfig], study_dir: Path) -> list[dict[str, Any]]:
+    """Per run: seed, loss, steps, training seconds (all sessions), best/bicubic val PSNR."""
+    seconds: dict[str, float] = {}
+    for row in read_log(study_dir):
+        if row.get("action") in ("trained", "resumed"):
+            seconds[row["run"]] = seconds.get(row["run"], 0.0) + float(row.get("seconds", 0))
+    out = []
+    for cfg in cfgs:
+        path = cfg.run_dir / "summary.json"
+        s = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        out.append(
+            {
+                "run": cfg.name,
+                "loss": cfg.loss,
+                "seed": cfg.seed,
+                "frames": cfg.model.n_frames,
+                "steps": s.get("steps"),
+                "train_seconds": seconds.get(cfg.name),
+                "best_val_psnr": s.get("best_val_psnr"),
+                "bicubic_val_psnr": s.get("bicubic_val_psnr"),
+                "random_trunk": any(t.get("random") for t in s.get("trunks") or []),
+                "device": s.get("device"),
+            }
+        )
+    return out
+
+
+def run_study(study: StudyConfig, reporter: Reporter | None = None) -> StudyResult:
+    """Train, evaluate and report a study (see the module docstring); returns what was done.
+
+    Raises :class:`MfsrError` for a bad setup (no test split, changed settings, failed runs).
+    """
+    from mfsr.study.outputs import write_outputs
+    from mfsr.train.data import ensure_dataset
+
+    rep = reporter or Reporter()
+    counts = Counts()
+    _check_study_file(study)
+    root = study.study_dir
+    base = plan.base_train_dict(study)
+    runs = plan.loss_runs(study)
+    cfgs = [plan.train_config(study, r, base=base) for r in runs]
+    for cfg in cfgs:
+        plan.write_run_config(cfg, root / "configs")
+    rep.stage(f"dataset {cfgs[0].data.dataset}")
+    ensure_dataset(cfgs[0])  # built once here, before any (parallel) run needs it
+    data = Path(cfgs[0].data.dataset)
+    if not (data / study.evaluate.split).is_dir():
+        raise MfsrError(
+            f"{data}: no {study.evaluate.split}/ split to evaluate on; build the dataset with "
+            f"that split (data.build.splits in the training config, or mfsr data build --splits)"
+        )
+    train_all(study, cfgs, counts, rep)
+    for run, cfg in zip(runs, cfgs):
+        evaluate_one(study, run.name, data, counts, rep, model=cfg.run_dir)
+    groups: list[tuple[str, str, str, list[plan.RunSpec] | None, str | None]] = [
+        (loss_slug(loss), loss, "loss", [r for r in runs if r.method == loss], loss)
+        for loss in study.losses
+    ]
+    for name in ("bicubic", "classical"):
+        if getattr(study.baselines, name):
+            evaluate_one(study, name, data, counts, rep, baseline=name)
+            groups.append((name, name, "baseline", None, None))
+    extra: dict[str, Any] = {"single_frame": None}
+    all_cfgs = list(cfgs)
+    if study.baselines.single_frame:
+        choice = choose_single_frame_loss(study, cfgs)
+        view = root / "data" / "reference-frame"
+        limits: dict[str, int | None] = {"val": cfgs[0].data.val_limit}
+        if cfgs[0].data.train == "frozen":  # training reads the frozen train/ samples too
+            limits["train"] = None
+        split, n = study.evaluate.split, study.evaluate.limit
+        limits[split] = (
+            None if n is None or limits.get(split, 0) is None else max(n, limits.get(split, 0))
+        )
+        rep.stage("reference-frame view of the dataset (single-frame baseline)")
+        plan.reference_view(data, view, limits)
+        sf_runs = plan.single_frame_runs(study, choice["loss"])
+        sf_cfgs = [plan.train_config(study, r, view=view, base=base) for r in sf_runs]
+        for cfg in sf_cfgs:
+            plan.write_run_config(cfg, root / "configs")
+        train_all(study, sf_cfgs, counts, rep)
+        for run, cfg in zip(sf_runs, sf_cfgs):
+            evaluate_one(study, run.name, view, counts, rep, model=cfg.run_dir)
+        label = f"single-frame ({choice['loss']})"
+        groups.append((plan.SINGLE, label, "baseline", sf_runs, choice["loss"]))
+        extra["single_frame"] = choice
+        all_cfgs += sf_cfgs
+    extra["runs"] = _runs_table(all_cfgs, root)
+    rep.stage("tables, figures and report")
+    files, doc = write_outputs(study, cfgs[0], groups, extra, data)
+    return StudyResult(root, counts, files, doc)
