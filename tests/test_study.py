@@ -240,7 +240,7 @@ def test_command_line_and_changed_settings(study, study_data, tmp_path):
         load_study_config("smoke", ["sedes=[1]"])
     with pytest.raises(MfsrError, match="duplicates"):
         load_study_config("smoke", ["seeds=[1, 1]"])
-    with pytest.raises(MfsrError, match="unknown study config"):
+    with pytest.raises(MfsrError, match="unknown study preset"):
         load_study_config("nope")
 
 

@@ -114,7 +114,7 @@ def test_config_errors(tiny_data, tmp_path):
         load_train_config("smoke", ["optim.lrr=1"])
     with pytest.raises(MfsrError, match=r"epochs: expected an integer"):
         load_train_config("smoke", ["epochs=many"])
-    with pytest.raises(MfsrError, match="unknown training config 'nosuch'"):
+    with pytest.raises(MfsrError, match="unknown training preset 'nosuch'"):
         load_train_config("nosuch")
     cfg = load_train_config("smoke", overrides(tiny_data, tmp_path, "model.scale=2"))
     with pytest.raises(MfsrError, match=r"dataset has scale = 4 but model\.scale = 2"):

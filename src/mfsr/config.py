@@ -45,15 +45,20 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def resolve_preset(name_or_path: str, kind: str) -> Path:
-    """A preset name (``default``) -> the packaged YAML file; a path is returned as is."""
+def resolve_preset(name_or_path: str, kind: str, folder: Path | None = None) -> Path:
+    """A preset name (``default``) -> ``<folder>/<name>.yaml``; a path is returned as is.
+
+    ``folder`` defaults to the packaged ``presets/<kind>/``; ``kind`` names the preset family in
+    the error (``unknown degradation preset 'x'; known presets: ...``).
+    """
     candidate = Path(name_or_path)
     if candidate.suffix in (".yaml", ".yml") or candidate.exists():
         return candidate
-    packaged = PRESET_DIR / kind / f"{name_or_path}.yaml"
-    if packaged.exists():
-        return packaged
-    known = sorted(p.stem for p in (PRESET_DIR / kind).glob("*.yaml"))
+    folder = PRESET_DIR / kind if folder is None else folder
+    preset = folder / f"{name_or_path}.yaml"
+    if preset.exists():
+        return preset
+    known = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
     raise MfsrError(f"unknown {kind} preset {name_or_path!r}; known presets: {', '.join(known)}")
 
 

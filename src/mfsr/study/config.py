@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mfsr.config import from_dict, merge, parse_overrides, read_yaml
+from mfsr.config import from_dict, merge, parse_overrides, read_yaml, resolve_preset
 from mfsr.errors import MfsrError
 
 STUDY_CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "study"
@@ -157,21 +157,9 @@ def uses_perceptual(spec: str) -> bool:
     return bool(names & set(PERCEPTUAL))
 
 
-def resolve_study_path(name_or_path: str) -> Path:
-    """``quick`` -> ``configs/study/quick.yaml``; a path is returned unchanged."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return path
-    preset = STUDY_CONFIGS / f"{name_or_path}.yaml"
-    if preset.exists():
-        return preset
-    known = sorted(p.stem for p in STUDY_CONFIGS.glob("*.yaml")) if STUDY_CONFIGS.is_dir() else []
-    raise MfsrError(f"unknown study config {name_or_path!r}; presets: {', '.join(known)}")
-
-
 def load_study_config(name_or_path: str, overrides: list[str] | None = None) -> StudyConfig:
     """Read a study YAML, apply ``--set`` overrides (``seeds=[0]``, ``evaluate.limit=100``,
     ``train.overrides=[epochs=2]``), and check everything."""
-    path = resolve_study_path(name_or_path)
+    path = resolve_preset(name_or_path, "study", STUDY_CONFIGS)
     data = merge(read_yaml(path), parse_overrides(overrides or []))
     return from_dict(StudyConfig, data, where=f"{path}: ")

@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from mfsr.config import from_dict, merge, parse_overrides, read_yaml
-from mfsr.errors import MfsrError
+from mfsr.config import from_dict, merge, parse_overrides, read_yaml, resolve_preset
 from mfsr.models import ModelConfig
 
 REPO_CONFIGS = Path(__file__).resolve().parents[3] / "configs"
@@ -103,20 +102,8 @@ class TrainConfig:
         return Path(self.out_dir) / self.name
 
 
-def resolve_config_path(name_or_path: str) -> Path:
-    """``smoke`` -> ``configs/smoke.yaml`` (repo presets); a path is returned unchanged."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return path
-    preset = REPO_CONFIGS / f"{name_or_path}.yaml"
-    if preset.exists():
-        return preset
-    known = sorted(p.stem for p in REPO_CONFIGS.glob("*.yaml")) if REPO_CONFIGS.is_dir() else []
-    raise MfsrError(f"unknown training config {name_or_path!r}; presets: {', '.join(known)}")
-
-
 def load_train_config(name_or_path: str, overrides: list[str] | None = None) -> TrainConfig:
     """Read a training YAML, apply ``--set`` overrides, and check everything."""
-    path = resolve_config_path(name_or_path)
+    path = resolve_preset(name_or_path, "training", REPO_CONFIGS)
     data = merge(read_yaml(path), parse_overrides(overrides or []))
     return from_dict(TrainConfig, data, where=f"{path}: ")
