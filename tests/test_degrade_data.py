@@ -5,11 +5,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from degrade_helpers import FACES, face
 from mfsr.data.degrade import (
     Crop,
     DegradationConfig,
@@ -20,16 +19,6 @@ from mfsr.data.degrade import (
 )
 from mfsr.data.images import read_rgb
 from mfsr.errors import MfsrError
-
-FACES = ["Aaron_Eckhart/Aaron_Eckhart_0001.jpg", "Abdullah_Gul/Abdullah_Gul_0001.jpg"]
-
-
-def face(lfw_root: Path, name: str = FACES[0]) -> np.ndarray:
-    path = lfw_root / name
-    if not path.exists():
-        pytest.skip(f"LFW photo {name} not found under {lfw_root}")
-    return read_rgb(path)
-
 
 # --------------------------------------------------------------------------------------------
 # Determinism and the on-the-fly dataset
