@@ -36,3 +36,30 @@ def lfw_subset(tmp_path_factory, lfw_root) -> Path:
         for photo in photos:
             shutil.copy(photo, out / name / photo.name)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory, lfw_subset):
+    """``tiny_dataset(hr_size, counts, splits)`` -> a dataset built from ``lfw_subset``: x4,
+    3 frames, ``default`` degradation, the given HR size, split counts and frozen splits."""
+
+    def build(hr_size: int, counts: tuple[int, int, int], splits: tuple[str, ...]) -> Path:
+        from mfsr.data.build import BuildOptions, build_dataset
+        from mfsr.data.degrade import load_degradation
+
+        out = tmp_path_factory.mktemp("tiny-data") / "set"
+        build_dataset(
+            BuildOptions(
+                source=lfw_subset,
+                out=out,
+                scale=4,
+                n_frames=3,
+                degradation=load_degradation("default"),
+                hr_size=hr_size,
+                counts=counts,
+                write_splits=splits,
+            )
+        )
+        return out
+
+    return build

@@ -14,8 +14,6 @@ import typer
 from typer.testing import CliRunner
 
 from mfsr.config import to_dict
-from mfsr.data.build import BuildOptions, build_dataset
-from mfsr.data.degrade import load_degradation
 from mfsr.data.images import read_rgb, write_png
 from mfsr.errors import MfsrError
 from mfsr.evaluate import EvalOptions, evaluate
@@ -26,21 +24,9 @@ NO_FACES = FaceSettings(enabled=False)
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory, lfw_subset) -> Path:
+def dataset(tiny_dataset) -> Path:
     """A dataset root whose test split holds 6 real samples (x4, 3 frames, HR 128)."""
-    out = tmp_path_factory.mktemp("evalset") / "set"
-    opts = BuildOptions(
-        source=lfw_subset,
-        out=out,
-        degradation=load_degradation("default"),
-        scale=4,
-        n_frames=3,
-        hr_size=128,
-        counts=(0, 0, 6),
-        write_splits=("test",),
-    )
-    build_dataset(opts)
-    return out
+    return tiny_dataset(128, (0, 0, 6), ("test",))
 
 
 @pytest.fixture(autouse=True)

@@ -35,26 +35,10 @@ RUNS = [f"{loss}-s{seed}" for loss in LOSSES for seed in (0, 1)]
 
 
 @pytest.fixture(scope="module")
-def study_data(tmp_path_factory, lfw_subset) -> Path:
+def study_data(tiny_dataset) -> Path:
     """x4, 3 frames, HR 64 (LPIPS alex needs >= 31 px, CPBD >= 64 px): 12 train photos,
     4 val and 6 test samples."""
-    from mfsr.data.build import BuildOptions, build_dataset
-    from mfsr.data.degrade import load_degradation
-
-    out = tmp_path_factory.mktemp("study-data") / "set"
-    build_dataset(
-        BuildOptions(
-            source=lfw_subset,
-            out=out,
-            degradation=load_degradation("default"),
-            scale=4,
-            n_frames=3,
-            hr_size=64,
-            counts=(12, 4, 6),
-            write_splits=("val", "test"),
-        )
-    )
-    return out
+    return tiny_dataset(64, (12, 4, 6), ("val", "test"))
 
 
 @pytest.fixture(scope="module")

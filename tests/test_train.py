@@ -24,24 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory, lfw_subset) -> Path:
-    from mfsr.data.build import BuildOptions, build_dataset
-    from mfsr.data.degrade import load_degradation
-
-    out = tmp_path_factory.mktemp("train-data") / "set"
-    build_dataset(
-        BuildOptions(
-            source=lfw_subset,
-            out=out,
-            degradation=load_degradation("default"),
-            scale=4,
-            n_frames=3,
-            hr_size=32,
-            counts=(12, 4, 0),
-            write_splits=("val",),
-        )
-    )
-    return out
+def tiny_data(tiny_dataset) -> Path:
+    return tiny_dataset(32, (12, 4, 0), ("val",))
 
 
 def overrides(data: Path, out: Path, *extra: str) -> list[str]:
