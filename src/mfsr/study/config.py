@@ -132,6 +132,10 @@ class StudyConfig:
             raise ValueError("seeds must list at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds has duplicates: {list(self.seeds)}")
+        from mfsr.losses import parse_spec
+
+        for loss in self.losses:
+            parse_spec(loss)
         slugs = [loss_slug(loss) for loss in self.losses]
         if len(set(slugs)) != len(slugs):
             raise ValueError(f"losses has duplicates: {list(self.losses)}")

@@ -131,11 +131,11 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None) -> StudyResu
 
     rep = reporter or Reporter()
     counts = Counts()
-    _check_study_file(study)
     root = study.study_dir
     base = plan.base_train_dict(study)
     runs = plan.loss_runs(study)
-    cfgs = [plan.train_config(study, r, base=base) for r in runs]
+    cfgs = [plan.train_config(study, r, base=base) for r in runs]  # every config checked first
+    _check_study_file(study)
     for cfg in cfgs:
         plan.write_run_config(cfg, root / "configs")
     rep.stage(f"dataset {cfgs[0].data.dataset}")

@@ -96,6 +96,9 @@ class TrainConfig:
             )
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise ValueError(f"name {self.name!r} must be a plain folder name")
+        from mfsr.losses import parse_spec  # torch: only when a training config is read
+
+        parse_spec(self.loss)  # a bad loss spec fails here, before any run folder is made
 
     @property
     def run_dir(self) -> Path:

@@ -76,8 +76,9 @@ def setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
-def _prepare_run_dir(cfg: TrainConfig, resume: bool) -> tuple[Path, dict | None]:
-    """Create or check the run folder; returns (folder, checkpoint to resume or None)."""
+def _check_run_dir(cfg: TrainConfig, resume: bool) -> tuple[Path, dict | None]:
+    """Check the run folder (nothing is written); returns (folder, checkpoint to resume or
+    None)."""
     run_dir = cfg.run_dir
     last = run_dir / "checkpoints" / "last.safetensors"
     resolved = to_dict(cfg)
@@ -94,9 +95,15 @@ def _prepare_run_dir(cfg: TrainConfig, resume: bool) -> tuple[Path, dict | None]
             f"{run_dir}: a run with checkpoints already exists; add --resume to continue it or "
             "choose another name (--name or --set name=...)"
         )
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False), "utf-8")
     return run_dir, None
+
+
+def _create_run_dir(cfg: TrainConfig) -> None:
+    """Write the new run's folder and ``config.yaml`` (once data, model and loss are built, so
+    a setup error leaves no run folder behind)."""
+    (cfg.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    (cfg.run_dir / "config.yaml").write_text(text, "utf-8")
 
 
 def train(
@@ -113,7 +120,7 @@ def train(
 
     rank, world, device = setup_distributed(cfg)
     master = rank == 0
-    run_dir, resume_from = _prepare_run_dir(cfg, resume) if master else (cfg.run_dir, None)
+    run_dir, resume_from = _check_run_dir(cfg, resume) if master else (cfg.run_dir, None)
     meta = ensure_dataset(cfg) if master else None
     if world > 1:
         box = [meta, resume_from]
@@ -148,6 +155,11 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
 
     counters = {"step": 0, "epoch": 0, "step_in_epoch": 0, "best_psnr": None, "skipped": 0}
+    if master and resume_from is None:
+        _create_run_dir(cfg)
+    if master:
+        for stale in run_dir.glob("checkpoints/.*.tmp-*"):
+            stale.unlink()  # left by a process killed inside a checkpoint write
     if resume_from is not None:
         tensors, doc = read_checkpoint(resume_from["path"])
         counters = restore_training_state(model, optimizer, scaler, tensors, doc)
