@@ -31,5 +31,6 @@ class BuildReport:
             "written": dict(self.written),
             "kept": dict(self.kept),
             "skipped": [{"where": w, "reason": r} for w, r in self.skipped],
+            "skip_reasons": dict(self.skip_reasons()),
             "notes": list(self.notes),
         }

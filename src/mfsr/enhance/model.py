@@ -62,7 +62,12 @@ class Enhancer:
         x = torch.tensor(np.asarray(windows), device=self.device)  # a copy: inputs may be read-only
         x = x.permute(0, 1, 4, 2, 3).float().div_(255.0)
         with torch.inference_mode():
-            y = self.model(x).clamp_(0.0, 1.0)
+            y = self.model(x)
+        if not torch.isfinite(y).all():
+            raise MfsrError(
+                f"{self.label}: the model produced NaN or infinite values; no face is written "
+                "(a diverged or corrupt model)"
+            )
         return to_uint8(y)
 
 

@@ -10,6 +10,7 @@ outputs folder) are one-line :class:`~mfsr.errors.MfsrError`\\ s.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +60,8 @@ def open_test_set(
 ) -> tuple[SequenceDataset, list[int], list[Exclusion], int]:
     """The samples to evaluate: ``(dataset, indices, exclusions, claimed)``.
 
-    Samples that the dataset listing skipped (e.g. no HR target) are exclusions. ``limit``
+    Samples that the dataset listing skipped (e.g. no HR target) and samples whose number of
+    LR frames differs from the most common one are exclusions. ``limit``
     keeps the first ``limit`` usable samples (by id); ``claimed`` is then ``limit``.
     """
     folder = resolve_test_set(data, split)
@@ -67,10 +69,21 @@ def open_test_set(
         dataset = SequenceDataset(folder, n_frames=None, require_hr=True)
     except DataError as exc:
         raise MfsrError(f"{exc} (evaluation needs samples with an HR target)") from None
-    indices = list(range(len(dataset)))
     exclusions = [
         Exclusion(Path(w).name, "not a usable sample", f"{w}: {r}") for w, r in dataset.skipped
     ]
+    # a sample with another frame count than the rest (a lost or stray frame) is excluded,
+    # not scored on a different input than the others
+    counts = Counter(len(s.lr) for s in dataset.samples)
+    n_frames = max(counts, key=lambda n: (counts[n], n))
+    indices = []
+    for index, sample in enumerate(dataset.samples):
+        if len(sample.lr) == n_frames:
+            indices.append(index)
+        else:
+            where = sample.lr[0].parent
+            detail = f"{where}: has {len(sample.lr)} LR frames, the other samples have {n_frames}"
+            exclusions.append(Exclusion(sample.id, "wrong number of frames", detail))
     if limit is not None:
         if limit < 1:
             raise MfsrError(f"--limit must be >= 1, got {limit}")

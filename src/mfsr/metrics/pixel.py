@@ -43,8 +43,9 @@ SSIM_K2 = 0.03
 def to_uint8_images(images: Any) -> np.ndarray:
     """A batch of images -> NumPy ``uint8 (B, H, W, 3)`` (see module docstring for layouts).
 
-    Float tensors are clamped to [0, 1] and rounded (``round(255 x)``, half to even); NaN
-    becomes 0 (callers that must refuse non-finite outputs check before).
+    Float tensors are clamped to [0, 1] and rounded (``round(255 x)``, half to even). NaN or
+    infinite values raise ``ValueError``: they would otherwise turn into a silently wrong
+    metric (a diverged model scored as a black image).
     """
     if hasattr(images, "detach"):  # a torch tensor: torch is already imported by the caller
         import torch
@@ -55,7 +56,12 @@ def to_uint8_images(images: Any) -> np.ndarray:
         if t.is_floating_point():  # in NumPy float64: exact, and no torch thread-pool wake-ups
             if t.dtype not in (torch.float32, torch.float64):
                 t = t.float()  # half, bfloat16
-            x = np.clip(np.nan_to_num(t.numpy().astype(np.float64)), 0.0, 1.0) * PEAK
+            x = t.numpy().astype(np.float64)
+            if not np.isfinite(x).all():
+                raise ValueError(
+                    f"images contain {np.count_nonzero(~np.isfinite(x))} NaN/inf values"
+                )
+            x = np.clip(x, 0.0, 1.0) * PEAK
             return np.ascontiguousarray(np.rint(x).astype(np.uint8).transpose(0, 2, 3, 1))
         if t.dtype != torch.uint8:
             raise ValueError(f"expected a float or uint8 tensor, got {t.dtype}")

@@ -125,7 +125,8 @@ def load_model(
     """(model in eval mode, ModelConfig, checkpoint meta) from a checkpoint file or run folder.
 
     The architecture is rebuilt from the config stored in the checkpoint; a state dict that
-    does not fit it is a clear error.
+    does not fit it, or NaN/inf weights (which would give silently black or garbage faces),
+    is a clear error.
     """
     from mfsr.config import from_dict
     from mfsr.models import ModelConfig, build_model
@@ -137,6 +138,12 @@ def load_model(
     cfg = from_dict(ModelConfig, meta["model_config"], where=f"{file}: model_config")
     model = build_model(cfg)
     state = split_prefix(tensors, "model")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise MfsrError(
+            f"{file}: checkpoint has non-finite (NaN/inf) weights in {len(bad)} tensor(s), "
+            f"e.g. {bad[0]}; the run probably diverged - use an earlier checkpoint"
+        )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
