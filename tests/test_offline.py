@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import VIDEOS, require
+
 REPO = Path(__file__).resolve().parents[1]
 
 # Runs `mfsr ARGS...` in a fresh interpreter in which any attempt to open a network connection
@@ -36,6 +38,7 @@ def offline(args: str, log: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_main_commands_run_with_the_network_blocked(tmp_path, lfw_subset):
+    clip = require(VIDEOS / "Audio_Source_00086.mp4")
     data, runs, log = tmp_path / "data", tmp_path / "runs", tmp_path / "network-attempts.log"
     steps = [
         f"data build --source {lfw_subset} --out {data} --scale 4 --frames 3 --hr-size 64"
@@ -47,11 +50,19 @@ def test_main_commands_run_with_the_network_blocked(tmp_path, lfw_subset):
         f"evaluate --baseline classical --data {data} --out {tmp_path / 'eval-classical'}"
         " --no-lpips --workers 0",
         "weights status",
+        f"enhance --video {clip} --baseline classical --downscale 0.213 --max-frames 24"
+        f" --threads 1 --out {tmp_path / 'enhanced-video'}",
+        f"data from-video --video {clip} --out {tmp_path / 'from-video'} --max-frames 30",
     ]
     for args in steps:
         result = offline(args, log)
         assert result.returncode == 0, f"{args[:20]}: {result.stderr[-2000:]}"
         assert not log.exists(), f"{args[:20]} tried the network: {log.read_text()}"
+    frames = " ".join(str(p) for p in sorted(next(data.glob("test/*")).glob("lr_*.png")))
+    result = offline(
+        f"enhance --frames {frames} --model {runs / 'smoke'} --out {tmp_path / 'ef'}", log
+    )
+    assert result.returncode == 0 and not log.exists(), result.stderr[-2000:]
     # Without ImageNet weights and without --random-trunk, LPIPS refuses in one clear line.
     result = offline(
         f"evaluate --baseline bicubic --data {data} --out {tmp_path / 'eval-b'} --workers 0"
