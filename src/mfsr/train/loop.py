@@ -193,6 +193,21 @@ def train(
             meta_doc["counters"] = dict(counters)
         save_checkpoint(run_dir / "checkpoints" / f"{name}.safetensors", tensors, meta_doc)
 
+    # nan_policy stop: the first step with a non-finite loss and that loss, kept on the device
+    # so that a step needs no host sync; checked before logging, validation and checkpoints
+    step_on_device = torch.tensor(counters["step"], device=device)
+    bad = (torch.tensor(-1, device=device), torch.tensor(0.0, device=device))
+
+    def stop_if_diverged() -> None:
+        step = int(bad[0])
+        if step >= 0:
+            raise MfsrError(
+                f"non-finite loss ({float(bad[1])}) at step {step} (epoch "
+                f"{step // cfg.steps_per_epoch}); the last good checkpoint is kept in "
+                f"{run_dir}/checkpoints; lower optim.lr, set optim.grad_clip, or set "
+                "nan_policy: skip"
+            )
+
     started = time.perf_counter()
     for epoch in range(counters["epoch"], cfg.epochs):
         first = counters["step_in_epoch"] if epoch == counters["epoch"] else 0
@@ -220,13 +235,12 @@ def train(
             hr = batch["hr"].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 loss = loss_fn(net(frames).float(), hr)
-            if not torch.isfinite(loss):
-                if cfg.nan_policy == "stop":
-                    raise MfsrError(
-                        f"non-finite loss ({loss.item()}) at step {counters['step']} (epoch "
-                        f"{epoch}); the last good checkpoint is kept in {run_dir}/checkpoints; "
-                        "lower optim.lr, set optim.grad_clip, or set nan_policy: skip"
-                    )
+            finite = torch.isfinite(loss.detach())
+            if cfg.nan_policy == "stop":  # no host sync: remembered on the device, checked below
+                first_bad = torch.where(finite | (bad[0] >= 0), bad[0], step_on_device)
+                bad = (first_bad, torch.where(first_bad == step_on_device, loss.detach(), bad[1]))
+            step_on_device += 1
+            if cfg.nan_policy == "skip" and not finite:  # deciding to skip needs the value
                 optimizer.zero_grad(set_to_none=True)
                 counters["skipped"] += 1
             else:
@@ -241,8 +255,13 @@ def train(
             counters["step_in_epoch"] = step_in_epoch + 1
             seen += frames.shape[0] * world
             info = None
-            if master and counters["step"] % cfg.log_every == 0:  # the only host sync of a step
-                finite = bool(torch.isfinite(loss))
+            end_of_epoch = counters["step_in_epoch"] == cfg.steps_per_epoch
+            periodic = cfg.checkpoint_every and counters["step"] % cfg.checkpoint_every == 0
+            logging = master and counters["step"] % cfg.log_every == 0
+            if logging or end_of_epoch or periodic:  # host syncs only on these steps
+                stop_if_diverged()
+            if logging:
+                finite = bool(finite)
                 info = {
                     "loss": float(loss.detach()),
                     "lr": lr,
@@ -253,10 +272,8 @@ def train(
                 log.train(counters["step"], epoch, info)
             if master and progress is not None:
                 progress(epoch, counters["step_in_epoch"], cfg.steps_per_epoch, info)
-            end_of_epoch = counters["step_in_epoch"] == cfg.steps_per_epoch
             if end_of_epoch:
                 counters["epoch"], counters["step_in_epoch"] = epoch + 1, 0
-            periodic = cfg.checkpoint_every and counters["step"] % cfg.checkpoint_every == 0
             if end_of_epoch and master:
                 values = _validate(model, loss_fn, val_set, cfg, device, run_dir, epoch)
                 values["bicubic_psnr"] = bicubic_psnr
