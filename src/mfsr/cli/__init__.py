@@ -12,6 +12,7 @@ import sys
 import typer
 
 from mfsr import __version__
+from mfsr.cli.bench import bench as bench_command
 from mfsr.cli.data import app as data_app
 from mfsr.cli.enhance import enhance as enhance_command
 from mfsr.cli.evaluate import evaluate as evaluate_command
@@ -34,6 +35,7 @@ app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("enhance")(enhance_command)
 app.command("study")(study_command)
+app.command("bench")(bench_command)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,173 @@
+"""``mfsr bench``: measure every stage in one run; write ``bench.json`` and ``bench.md``.
+
+Sections (see :mod:`mfsr.bench.training`, :mod:`mfsr.bench.inference` and docs/benchmarks.md):
+bare training step per loss (ms, samples/s, FLOP/s, MFU on CUDA), data feed per loader-worker
+count and its ``feed_ratio``, the real loop step and ``loop_overhead``, inference per sequence at
+batch 1 and 32, evaluation time per image for each metric, peak memory, and the projected wall
+time of a training run of the config's budget for each loss.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mfsr import __version__
+from mfsr.errors import MfsrError
+
+SEED_LOSSES = ("mse", "charbonnier", "feature", "lpips")
+
+
+@dataclass
+class BenchOptions:
+    """What to measure. ``quick``: fewer timed calls and images (a minute or two on a CPU)."""
+
+    config: str = "quick"
+    sets: list[str] = field(default_factory=list)
+    out: Path = Path("bench")
+    quick: bool = False
+    device: str = "auto"
+    workers: list[int] = field(default_factory=lambda: [0, 2])
+    losses: list[str] = field(default_factory=lambda: list(SEED_LOSSES))
+    compile: bool = False
+    eval_images: int | None = None
+
+    def counts(self) -> dict[str, int]:
+        if self.quick:
+            return {"steps": 6, "warmup": 2, "feed_batches": 6, "calls": 3, "images": 8}
+        return {"steps": 20, "warmup": 3, "feed_batches": 20, "calls": 10, "images": 32}
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise MfsrError(f"--device {name}: CUDA is not available")
+    return torch.device(name)
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "loadavg_before": list(os.getloadavg()),
+    }
+
+
+def _eval_pairs(cfg: Any, n: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """(frames of the first val samples, bicubic outputs, HR targets) for the timings."""
+    from mfsr.metrics import to_uint8_images
+    from mfsr.models.baselines import bicubic_upsample
+    from mfsr.train.data import val_dataset
+
+    ds = val_dataset(cfg)
+    items = [ds[i] for i in range(min(n, len(ds)))]
+    if not items:
+        raise MfsrError(f"{cfg.data.dataset}/val: no validation samples to time metrics on")
+    frames = torch.stack([it["frames"] for it in items])
+    reference = frames[:, frames.shape[1] // 2]
+    sr = to_uint8_images(bicubic_upsample(reference, cfg.model.scale).clamp(0, 1))
+    hr = to_uint8_images(torch.stack([it["hr"] for it in items]))
+    return frames, sr, hr
+
+
+def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Measure, write ``bench.json`` and ``bench.md`` into ``opts.out``; returns the document."""
+    from mfsr.bench import inference, training
+    from mfsr.bench.report import markdown
+    from mfsr.train.config import load_train_config
+    from mfsr.train.data import ensure_dataset
+
+    if any(w < 0 for w in opts.workers):
+        raise MfsrError(f"--workers must be >= 0, got {opts.workers}")
+    cfg = load_train_config(opts.config, opts.sets)
+    if opts.compile:
+        cfg = replace(cfg, compile=True)
+    device = _device(opts.device)
+    n = opts.counts()
+    started = time.perf_counter()
+    doc: dict[str, Any] = {
+        "mfsr_version": __version__,
+        "config": opts.config,
+        "sets": opts.sets,
+        "quick": opts.quick,
+        "machine": machine(device),
+        "model": {k: getattr(cfg.model, k) for k in ("width", "depth", "scale", "n_frames")},
+        "batch_size": cfg.batch_size,
+        "loss": cfg.loss,
+        "compile": cfg.compile,
+        "amp": cfg.amp if device.type == "cuda" else "none",
+        "channels_last": cfg.channels_last and device.type == "cuda",
+    }
+    say(f"dataset {cfg.data.dataset}")
+    meta = ensure_dataset(cfg)
+    batch = training.first_batch(cfg, meta)
+    doc["lr_size"] = list(batch["frames"].shape[-2:])
+
+    losses = list(dict.fromkeys([cfg.loss, *opts.losses]))
+    rows = []
+    for loss in losses:
+        say(f"bare training step, loss {loss}")
+        rows.append(
+            training.bare_step(cfg, batch, device, loss, n["steps"], n["warmup"], cfg.compile)
+        )
+    doc["bare_step"] = rows
+    bare = rows[0]  # the config's own loss: what the loop runs
+
+    doc["feed"] = []
+    for workers in opts.workers:
+        say(f"data feed, {workers} loader workers")
+        sps = training.feed_rate(cfg, meta, workers, n["feed_batches"])
+        doc["feed"].append(
+            {"workers": workers, "samples_per_s": sps, "feed_ratio": sps / bare["samples_per_s"]}
+        )
+    doc["loop"] = []
+    for workers in opts.workers:
+        say(f"training loop, {workers} loader workers")
+        ms = training.loop_step_ms(cfg, workers, n["steps"], n["warmup"])
+        doc["loop"].append({"workers": workers, "loop_ms": ms})
+    say("bare training step again (drift check)")
+    again = training.bare_step(cfg, batch, device, cfg.loss, n["steps"], n["warmup"], cfg.compile)
+    bare_ms = statistics.mean([bare["ms"], again["ms"]])
+    doc["bare_ms_before_after"] = [bare["ms"], again["ms"]]
+    for row in doc["loop"]:
+        row["bare_ms"] = bare_ms
+        row["loop_overhead"] = row["loop_ms"] / bare_ms
+
+    say("inference, batch 1 and 32")
+    frames, sr, hr = _eval_pairs(cfg, opts.eval_images or n["images"])
+    doc["inference"] = inference.inference(cfg, frames, device, [1, 32], n["calls"])
+    say(f"evaluation metrics on {len(sr)} images")
+    doc["metrics"] = inference.metrics(sr, hr, device)
+    doc["projected_train_s"] = {
+        r["loss"]: cfg.epochs * cfg.steps_per_epoch * r["ms"] / 1000 for r in rows
+    }
+    doc["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    doc["seconds"] = time.perf_counter() - started
+    opts.out.mkdir(parents=True, exist_ok=True)
+    (opts.out / "bench.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    (opts.out / "bench.md").write_text(markdown(doc), encoding="utf-8")
+    return doc

@@ -1,0 +1,192 @@
+"""Training-side measurements: data feed, bare step (per loss, FLOP/s, MFU), real loop step.
+
+All times are wall seconds per call after warm-up calls, synchronised on CUDA; figures are the
+median over the timed calls. ``feed_ratio`` = samples/s the data pipeline delivers / samples/s
+the bare step consumes; ``loop_overhead`` = real ``train()`` step / bare step of the same model,
+loss and batch (both from one run, so the machine's noise affects them alike).
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import torch
+
+from mfsr.train.config import TrainConfig
+
+#: Dense bf16 tensor-core peak, TFLOP/s, by a substring of ``torch.cuda.get_device_name()``
+#: (vendor data sheets; the SXM figures for H100/H200). Checked in order: first match wins.
+BF16_PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
+    ("H200", 989.4),
+    ("H100 PCIe", 756.0),
+    ("H100 NVL", 835.0),
+    ("H100", 989.4),
+    ("A100", 312.0),
+    ("L40S", 362.0),
+    ("L4", 121.0),
+    ("A10", 125.0),
+    ("RTX 4090", 165.2),
+)
+
+
+def bf16_peak_tflops(device: torch.device) -> tuple[float | None, str]:
+    """(peak TFLOP/s or None, device name) for MFU; None on CPU or an unknown card."""
+    if device.type != "cuda":
+        return None, "cpu"
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in BF16_PEAK_TFLOPS if key in name), None), name
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_calls(fn: Callable[[], Any], calls: int, warmup: int, device: torch.device) -> list[float]:
+    """Seconds of each of ``calls`` calls of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def first_batch(cfg: TrainConfig, meta: dict[str, Any]) -> dict[str, Any]:
+    """The run's first training batch (epoch 0), collated on the CPU."""
+    from mfsr.data.dataset import collate
+    from mfsr.train.data import EpochStream, train_dataset
+
+    stream = EpochStream(train_dataset(cfg, meta), cfg, epoch=0, rank=0, world=1, first_step=0)
+    return collate([stream[i] for i in range(cfg.batch_size)])
+
+
+def bare_step(
+    cfg: TrainConfig,
+    batch: dict[str, Any],
+    device: torch.device,
+    loss: str,
+    steps: int,
+    warmup: int,
+    compile_model: bool = False,
+) -> dict[str, Any]:
+    """Forward + loss + backward + Adam step of ``cfg``'s model on one batch already on the
+    device, with training's CUDA settings (``amp``, ``channels_last``); FLOPs per step counted
+    by torch's FlopCounterMode (model and loss network, forward and backward)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mfsr.losses import build_loss
+    from mfsr.models import build_model
+
+    cuda = device.type == "cuda"
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model).to(device).train()
+    if cuda and cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = build_loss(loss, device=device, random_trunk=True, **_options(cfg, loss))
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp) if cuda else None
+    net = torch.compile(model) if compile_model else model
+    frames, hr = batch["frames"].to(device), batch["hr"].to(device)
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            value = loss_fn(net(frames).float(), hr)
+        value.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()  # first call outside the counter: lazy initialisation, compilation
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    flops = counter.get_total_flops()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    times = time_calls(step, steps, warmup, device)
+    seconds = statistics.median(times)
+    peak, card = bf16_peak_tflops(device)
+    achieved = flops / seconds / 1e12
+    return {
+        "loss": loss,
+        "ms": 1000 * seconds,
+        "samples_per_s": cfg.batch_size / seconds,
+        "flops_per_step": flops,
+        "tflops": achieved,
+        "mfu": achieved / peak if peak else None,
+        "peak_tflops_bf16": peak,
+        "device_name": card,
+        "random_trunk": any(t.random for t in loss_fn.trunk_info()),
+        "cuda_peak_mem_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None,
+        "steps_timed": len(times),
+    }
+
+
+def _options(cfg: TrainConfig, loss: str) -> dict[str, Any]:
+    from mfsr.losses import parse_spec
+
+    names = {name for _, name in parse_spec(loss)}
+    return {k: v for k, v in cfg.loss_options.items() if k in names}
+
+
+def feed_rate(cfg: TrainConfig, meta: dict[str, Any], workers: int, batches: int) -> float:
+    """Samples/s the training data pipeline (the loop's DataLoader, ``workers`` processes)
+    delivers, alone, after one warm-up batch (worker start-up excluded)."""
+    from mfsr.data.dataset import collate
+    from mfsr.train.data import EpochStream, train_dataset
+    from mfsr.train.loop import _single_threaded_worker
+
+    cfg = replace(cfg, steps_per_epoch=batches + 1)
+    stream = EpochStream(train_dataset(cfg, meta), cfg, epoch=0, rank=0, world=1, first_step=0)
+    loader = torch.utils.data.DataLoader(
+        stream,
+        batch_size=cfg.batch_size,
+        num_workers=workers,
+        worker_init_fn=_single_threaded_worker,
+        collate_fn=collate,
+    )
+    it = iter(loader)
+    next(it)
+    start = time.perf_counter()
+    n = 0
+    for _ in range(batches):
+        n += next(it)["frames"].shape[0]
+    seconds = time.perf_counter() - start
+    del it
+    return n / seconds
+
+
+def loop_step_ms(cfg: TrainConfig, workers: int, steps: int, warmup: int) -> float:
+    """Median ms between consecutive steps of the real ``train()`` (one epoch of
+    ``warmup + steps + 2`` steps in a temporary folder; the last step, which writes the log
+    row, and the validation after it fall outside the timed steps)."""
+    from mfsr.train.loop import train
+
+    stamps: list[float] = []
+    total = warmup + steps + 2
+    with tempfile.TemporaryDirectory(prefix="mfsr-bench-") as tmp:
+        run = replace(
+            cfg,
+            name="bench",
+            out_dir=tmp,
+            epochs=1,
+            steps_per_epoch=total,
+            samples=0,
+            log_every=total,
+            checkpoint_every=0,
+            random_trunk=True,
+            data=replace(cfg.data, workers=workers, val_limit=2, build=None),
+        )
+        train(run, progress=lambda *a: stamps.append(time.perf_counter()))
+    gaps = [b - a for a, b in itertools.pairwise(stamps)][warmup : warmup + steps]
+    return 1000 * statistics.median(gaps)
