@@ -195,6 +195,21 @@ class Crop:
         return Crop((width - 1) / 2.0, (height - 1) / 2.0, side)
 
 
+def shrink_source(source: np.ndarray, crop: Crop, hr_size: int) -> tuple[np.ndarray, Crop]:
+    """``source`` shrunk with area averaging when ``crop`` must shrink below 0.8x to fill
+    ``hr_size`` (so the bicubic warp does not alias), and the crop in the shrunk image's px;
+    otherwise both unchanged. Idempotent: views of one photo share one shrink."""
+    f = hr_size / crop.side
+    if f >= 0.8:
+        return source, crop
+    h, w = source.shape[:2]
+    new_w, new_h = max(1, round(w * f)), max(1, round(h * f))
+    small = cv2.resize(source, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    fx, fy = new_w / w, new_h / h
+    cx, cy = (crop.cx + 0.5) * fx - 0.5, (crop.cy + 0.5) * fy - 0.5
+    return small, Crop(cx, cy, crop.side * fx)
+
+
 def render_view(
     source: np.ndarray,
     crop: Crop,
@@ -210,15 +225,9 @@ def render_view(
     """
     if border not in BORDERS:
         raise MfsrError(f"border must be one of {', '.join(BORDERS)}, got {border!r}")
+    source, crop = shrink_source(source, crop, hr_size)
     f = hr_size / crop.side
     cx, cy = crop.cx, crop.cy
-    if f < 0.8:  # shrink first with area averaging, so the bicubic warp does not alias
-        h, w = source.shape[:2]
-        new_w, new_h = max(1, round(w * f)), max(1, round(h * f))
-        source = cv2.resize(source, (new_w, new_h), interpolation=cv2.INTER_AREA)
-        fx, fy = new_w / w, new_h / h
-        cx, cy = (cx + 0.5) * fx - 0.5, (cy + 0.5) * fy - 0.5
-        f = hr_size / (crop.side * fx)
     zoom, theta, (dx, dy) = (1.0, 0.0, (0.0, 0.0))
     if frame is not None:
         zoom, theta, (dx, dy) = frame.zoom, math.radians(frame.rotation), frame.shift
@@ -335,6 +344,7 @@ def synthesize_sequence(
     if hr_size % scale:
         raise MfsrError(f"HR size {hr_size} is not divisible by the scale {scale}")
     params = sample_params(cfg, n_frames, rng)
+    source, crop = shrink_source(source, crop, hr_size)  # once, not once per view
     views = [render_view(source, crop, hr_size, scale, f) for f in params.frames]
     hr = views[params.reference_index]
     return degrade_views(views, scale, params, rng), hr, params
