@@ -21,17 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from mfsr.bench.run import machine
 from mfsr.data.dataset import SourceImage, SyntheticSequenceDataset, collate
 from mfsr.data.degrade import Crop, load_degradation, synthesize_sequence
 from mfsr.data.images import read_rgb
@@ -85,29 +83,6 @@ def pick_photos(root: Path, count: int) -> list[Path]:
     if not photos:
         sys.exit(f"no .jpg photos under {root}")
     return photos
-
-
-def machine() -> dict:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "nproc": len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count(),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "opencv_threads": cv2.getNumThreads(),
-    }
 
 
 def _burn(loops: int, out) -> None:
@@ -250,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
     }
     info = machine()
+    info.update(nproc=info["cpus"], cpu_model=info["cpu"])
     print(
         f"# data feed: x{args.scale}, {args.frames} frames, HR {args.hr_size} -> LR "
         f"{args.hr_size // args.scale}, preset {cfg.name!r}, {len(photos)} LFW photos, "

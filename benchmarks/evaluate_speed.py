@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import sys
@@ -39,29 +38,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None, help="keep the result files here")
     p.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
     return p.parse_args(argv)
-
-
-def machine() -> dict:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import numpy
-    import torch
-
-    return {
-        "cpus": os.cpu_count(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "numpy": numpy.__version__,
-        "loadavg_before": os.getloadavg(),
-    }
 
 
 def _cpu_seconds() -> float:
@@ -133,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['cpus_used']:.2f} | {r['loadavg_1min_before']:.2f} |"
         )
     if args.json:
+        from mfsr.bench.run import machine
+
         doc = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}}
         args.json.write_text(json.dumps({**doc, "runs": runs}, indent=1) + "\n")
     return 0

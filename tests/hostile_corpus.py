@@ -137,6 +137,17 @@ PHOTO_NAMES = [
     "dangling-link.jpg",
 ]
 
+
+def _writer(folder: Path, out: dict[str, tuple[Path, str]]):
+    """``put(name, content, fate)``: write ``folder/name`` and record it in ``out``."""
+
+    def put(name: str, content: bytes, fate: str) -> None:
+        (folder / name).write_bytes(content)
+        out[name] = (folder / name, fate)
+
+    return put
+
+
 # -- videos --------------------------------------------------------------------------------------
 
 
@@ -170,12 +181,8 @@ def video_corpus(folder: Path, clip: Path, photo: Path) -> dict[str, tuple[Path,
     folder.mkdir(parents=True, exist_ok=True)
     real = clip.read_bytes()
     face = np.asarray(Image.open(photo).convert("RGB"))
-    out = {}
-
-    def put(name: str, data: bytes, fate: str) -> None:
-        (folder / name).write_bytes(data)
-        out[name] = (folder / name, fate)
-
+    out: dict[str, tuple[Path, str]] = {}
+    put = _writer(folder, out)
     put("zero-byte.mp4", b"", "empty file")
     put("garbage.mp4", RNG.integers(0, 256, 20000, np.uint8).tobytes(), "not a readable video")
     put("text-as-video.mp4", b"not a video\n" * 500, "not a readable video")
@@ -242,12 +249,8 @@ def checkpoint_corpus(folder: Path, good: Path, marker: Path) -> dict[str, tuple
     folder.mkdir(parents=True, exist_ok=True)
     data = good.read_bytes()
     tensors, meta = read_checkpoint(good)
-    out = {}
-
-    def put(name: str, content: bytes, fate: str) -> None:
-        (folder / name).write_bytes(content)
-        out[name] = (folder / name, fate)
-
+    out: dict[str, tuple[Path, str]] = {}
+    put = _writer(folder, out)
     put("pickle.pt", pickle.dumps({"model": Exploit(marker)}), "not a readable safetensors")
     put("pickle.safetensors", pickle.dumps(Exploit(marker)), "not a readable safetensors")
     buf = io.BytesIO()

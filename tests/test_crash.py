@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from mfsr.train.checkpoint import read_checkpoint, split_prefix
+from test_train import overrides
 
 STEPS = 24  # epochs=6 x steps_per_epoch=4
 
@@ -55,22 +56,7 @@ def tiny_data(tiny_dataset) -> Path:
 
 
 def _args(data: Path, out: Path, name: str) -> list[str]:
-    sets = [
-        f"data.dataset={data}",
-        f"out_dir={out}",
-        "data.build=null",
-        "data.val_limit=4",
-        "model.width=8",
-        "model.depth=2",
-        "model.n_geu=1",
-        "model.scale=4",
-        "model.n_frames=3",
-        "epochs=6",
-        "steps_per_epoch=4",
-        "batch_size=2",
-        "checkpoint_every=1",
-        "log_every=1",
-    ]
+    sets = overrides(data, out, "epochs=6", "checkpoint_every=1", "log_every=1")
     return ["train", "--config", "smoke", "--name", name, *[a for s in sets for a in ("--set", s)]]
 
 

@@ -57,7 +57,10 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def machine(device: torch.device) -> dict[str, Any]:
+def machine(device: torch.device | None = None) -> dict[str, Any]:
+    """The machine and library versions, for benchmark outputs."""
+    import cv2
+
     cpu = platform.processor() or "?"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -66,13 +69,19 @@ def machine(device: torch.device) -> dict[str, Any]:
                 break
     except OSError:
         pass
+    cuda = device is not None and device.type == "cuda"
     return {
-        "cpus": os.cpu_count(),
+        "cpus": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
         "cpu": cpu,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "device": torch.cuda.get_device_name(device) if cuda else "cpu",
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "opencv_threads": cv2.getNumThreads(),
         "loadavg_before": list(os.getloadavg()),
     }
 
