@@ -37,11 +37,14 @@ def markdown(doc: dict[str, Any]) -> str:
             f"{_f(r['flops_per_step'] / 1e9)} | {_f(r['tflops'], 3)} | {mfu} | "
             f"{_f(r['cuda_peak_mem_mb'], 0)} | {r['random_trunk']} | {hours:.2f} h |"
         )
-    before, after = doc["bare_ms_before_after"]
+    bare_rounds = ", ".join(f"{r['bare_ms']:.1f}" for r in doc["loop_rounds"])
     lines += [
         "",
-        f"## Data feed and loop (loss `{doc['loss']}`; bare step {before:.1f} ms before, "
-        f"{after:.1f} ms after)",
+        f"## Data feed and loop (loss `{doc['loss']}`)",
+        "",
+        f"Bare step per round: {bare_rounds} ms; loop and bare step alternate in "
+        f"{len(doc['loop_rounds'])} rounds, `loop_overhead` is the median of the per-round "
+        f"ratios. Making one batch in the main process: {doc['data_ms_per_batch']:.1f} ms.",
         "",
         "| loader workers | feed samples/s | feed_ratio | loop step ms | loop_overhead |",
         "|---|---|---|---|---|",

@@ -45,8 +45,17 @@ class BenchOptions:
 
     def counts(self) -> dict[str, int]:
         if self.quick:
-            return {"steps": 6, "warmup": 2, "feed_batches": 6, "calls": 3, "images": 8}
-        return {"steps": 20, "warmup": 3, "feed_batches": 20, "calls": 10, "images": 32}
+            return {
+                "steps": 6,
+                "warmup": 2,
+                "feed_batches": 6,
+                "calls": 3,
+                "images": 8,
+                "rounds": 2,
+            }
+        return {
+            "steps": 20, "warmup": 3, "feed_batches": 20, "calls": 10, "images": 32, "rounds": 3
+        }  # fmt: skip
 
 
 def _device(name: str) -> torch.device:
@@ -153,18 +162,32 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
         doc["feed"].append(
             {"workers": workers, "samples_per_s": sps, "feed_ratio": sps / bare["samples_per_s"]}
         )
-    doc["loop"] = []
-    for workers in opts.workers:
-        say(f"training loop, {workers} loader workers")
-        ms = training.loop_step_ms(cfg, workers, n["steps"], n["warmup"])
-        doc["loop"].append({"workers": workers, "loop_ms": ms})
-    say("bare training step again (drift check)")
-    again = training.bare_step(cfg, batch, device, cfg.loss, n["steps"], n["warmup"], cfg.compile)
-    bare_ms = statistics.mean([bare["ms"], again["ms"]])
-    doc["bare_ms_before_after"] = [bare["ms"], again["ms"]]
-    for row in doc["loop"]:
-        row["bare_ms"] = bare_ms
-        row["loop_overhead"] = row["loop_ms"] / bare_ms
+    # loop vs bare step in alternating rounds: this machine's speed drifts by 10-20 % between
+    # minutes, so each round's ratio compares measurements taken moments apart
+    rounds: list[dict[str, Any]] = []
+    for r in range(n["rounds"]):
+        say(f"training loop vs bare step, round {r + 1} of {n['rounds']}")
+        b = (
+            bare
+            if r == 0
+            else training.bare_step(
+                cfg, batch, device, cfg.loss, n["steps"], n["warmup"], cfg.compile
+            )
+        )
+        loops = {w: training.loop_step_ms(cfg, w, n["steps"], n["warmup"]) for w in opts.workers}
+        rounds.append({"bare_ms": b["ms"], "loop_ms": loops})
+    doc["loop_rounds"] = rounds
+    doc["loop"] = [
+        {
+            "workers": w,
+            "loop_ms": statistics.median(r["loop_ms"][w] for r in rounds),
+            "bare_ms": statistics.median(r["bare_ms"] for r in rounds),
+            "loop_overhead": statistics.median(r["loop_ms"][w] / r["bare_ms"] for r in rounds),
+        }
+        for w in opts.workers
+    ]
+    say("data per batch in the main process")
+    doc["data_ms_per_batch"] = training.batch_ms(cfg, meta, n["feed_batches"])
 
     say("inference, batch 1 and 32")
     frames, sr, hr = _eval_pairs(cfg, opts.eval_images or n["images"])

@@ -190,3 +190,19 @@ def loop_step_ms(cfg: TrainConfig, workers: int, steps: int, warmup: int) -> flo
         train(run, progress=lambda *a: stamps.append(time.perf_counter()))
     gaps = [b - a for a, b in itertools.pairwise(stamps)][warmup : warmup + steps]
     return 1000 * statistics.median(gaps)
+
+
+def batch_ms(cfg: TrainConfig, meta: dict[str, Any], batches: int) -> float:
+    """Median ms to make one training batch in this process (synthesis or reading, tensors,
+    collation): what the loop pays per step with no loader workers."""
+    from mfsr.data.dataset import collate
+    from mfsr.train.data import EpochStream, train_dataset
+
+    cfg = replace(cfg, steps_per_epoch=batches)
+    stream = EpochStream(train_dataset(cfg, meta), cfg, epoch=0, rank=0, world=1, first_step=0)
+    times = []
+    for i in range(batches):
+        start = time.perf_counter()
+        collate([stream[i * cfg.batch_size + k] for k in range(cfg.batch_size)])
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
