@@ -29,6 +29,7 @@ import argparse
 import json
 import math
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -293,11 +294,17 @@ def main() -> None:
         metavar="PRESET",
         help="with --compare: also measure on LR made like the training data (see docstring)",
     )
+    parser.add_argument(
+        "--flip-ensemble", action="store_true", help="also the model with --flip-ensemble"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     enhancers = []
     if args.model:
         enhancers.append(load_enhancer(args.model, lr_size=args.lr_size))
+        if args.flip_ensemble:  # the same model with the mirrored-input self-ensemble
+            base = enhancers[0]
+            enhancers.append(replace(base, label=f"{base.label}+flip", flip_ensemble=True))
     if args.baseline or not args.model:
         geometry = (
             {"n_frames": enhancers[0].n_frames, "scale": enhancers[0].scale} if enhancers else {}

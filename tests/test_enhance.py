@@ -216,3 +216,17 @@ def test_geometry_rules():
         select_windows(segments, 7, 40, 25.0, every=3, every_frame=True)
     verdicts = [check_face_size(f, 2.4, 32, 4, 4).verdict for f in (8, 20, 32, 60)]
     assert verdicts == ["too-small", "ok", "shrunk", "too-large"]
+
+
+def test_flip_ensemble_averages_the_mirrored_pass(ckpt3):
+    plain = load_enhancer(ckpt3)
+    both = load_enhancer(ckpt3, flip_ensemble=True)
+    assert both.info["flip_ensemble"] and not plain.info["flip_ensemble"]
+    windows = np.random.default_rng(0).integers(0, 256, (2, 3, 32, 32, 3), dtype=np.uint8)
+    x = torch.tensor(windows).permute(0, 1, 4, 2, 3).float() / 255
+    with torch.inference_mode():
+        y = plain.model(x)
+        want = (y + plain.model(x.flip(-1)).flip(-1)) / 2
+    expected = want.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    assert np.array_equal(both(windows), expected)
+    assert not np.array_equal(both(windows), plain(windows))

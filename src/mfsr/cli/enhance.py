@@ -68,6 +68,11 @@ def enhance(
         help="CPU threads for torch (default: torch's choice; 1 is often faster for the "
         "classical baseline and on a busy machine).",
     ),
+    flip_ensemble: bool = typer.Option(
+        False,
+        "--flip-ensemble",
+        help="Average each face with the model's output for the mirrored frames (2x time).",
+    ),
     overwrite: bool = typer.Option(False, help="Replace enhance results already in --out."),
 ) -> None:
     """Enhance the face in a real video clip (or in a few cropped frames), without ground truth."""
@@ -101,6 +106,7 @@ def enhance(
         scale=scale,
         lr_size=lr_size,
         device=device,
+        flip_ensemble=flip_ensemble,
         warn=warn,
     )
     what = f"{enhancer.label}: {enhancer.n_frames} frames, x{enhancer.scale}, "

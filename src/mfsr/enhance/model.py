@@ -47,6 +47,8 @@ class Enhancer:
     multiple: int
     device: torch.device
     info: dict[str, Any] = field(default_factory=dict)
+    #: average the outputs for the windows and their mirror images (twice the model time)
+    flip_ensemble: bool = False
 
     @property
     def hr_size(self) -> int:
@@ -63,6 +65,8 @@ class Enhancer:
         x = x.permute(0, 1, 4, 2, 3).float().div_(255.0)
         with torch.inference_mode():
             y = self.model(x)
+            if self.flip_ensemble:  # self-ensemble: mirrored input, output mirrored back
+                y = (y + self.model(x.flip(-1)).flip(-1)) / 2.0
         if not torch.isfinite(y).all():
             raise MfsrError(
                 f"{self.label}: the model produced NaN or infinite values; no face is written "
@@ -145,6 +149,7 @@ def load_enhancer(
     scale: int | None = None,
     lr_size: int | None = None,
     device: str = "auto",
+    flip_ensemble: bool = False,
     warn: Warn | None = None,
 ) -> Enhancer:
     """A checkpoint (run folder or ``.safetensors``; ``best`` then ``last``) or a baseline.
@@ -152,7 +157,9 @@ def load_enhancer(
     ``n_frames`` / ``scale``: for a checkpoint, a check (a different value is an error naming
     both); for a baseline, the geometry (defaults 7 and 4). ``lr_size``: default the size the
     checkpoint was trained on (:func:`trained_lr_size`), else :data:`DEFAULT_LR_SIZE`; a size
-    other than the trained one is allowed with a warning. Raises :class:`MfsrError`.
+    other than the trained one is allowed with a warning. ``flip_ensemble``: average each
+    output with the mirrored output of the mirrored input (self-ensemble; 2x model time).
+    Raises :class:`MfsrError`.
     """
     from mfsr.models import SCALES, ModelConfig, build_model
     from mfsr.train.checkpoint import load_model, resolve_checkpoint
@@ -208,8 +215,9 @@ def load_enhancer(
         {"config": {"name": cfg.name, "n_frames": cfg.n_frames, "scale": cfg.scale}},
         trained_lr_size=trained,
         lr_size_source="option" if lr_size is not None else "checkpoint" if trained else "default",
+        flip_ensemble=flip_ensemble,
     )
-    return Enhancer(net, label, cfg.n_frames, cfg.scale, size, multiple, dev, info)
+    return Enhancer(net, label, cfg.n_frames, cfg.scale, size, multiple, dev, info, flip_ensemble)
 
 
 def _say(warn: Warn | None, message: str) -> None:
