@@ -146,6 +146,13 @@ def test_nan_stops_without_touching_the_checkpoint_or_is_skipped(tiny_data, tmp_
         train(cfg)
     _, meta = read_checkpoint(tmp_path / "smoke" / "checkpoints" / "last.safetensors")
     assert meta["counters"]["step"] == 4  # the epoch-1 checkpoint, never overwritten
+    # checked only at sync points (here the end of epoch 2, step 8): same step named, nothing
+    # written from the diverged steps 6-8
+    late = load_train_config("smoke", overrides(tiny_data, tmp_path / "late", "log_every=100"))
+    with pytest.raises(MfsrError, match=r"non-finite loss \(nan\) at step 5 \(epoch 1\)"):
+        train(late)
+    _, meta = read_checkpoint(tmp_path / "late" / "smoke" / "checkpoints" / "last.safetensors")
+    assert meta["counters"]["step"] == 4
     skip = load_train_config("smoke", overrides(tiny_data, tmp_path / "skip", "nan_policy=skip"))
     assert train(skip)["skipped_batches"] == 1
 

@@ -257,10 +257,10 @@ def train(
             info = None
             end_of_epoch = counters["step_in_epoch"] == cfg.steps_per_epoch
             periodic = cfg.checkpoint_every and counters["step"] % cfg.checkpoint_every == 0
-            logging = master and counters["step"] % cfg.log_every == 0
-            if logging or end_of_epoch or periodic:  # host syncs only on these steps
+            log_step = master and counters["step"] % cfg.log_every == 0
+            if log_step or end_of_epoch or periodic:  # host syncs only on these steps
                 stop_if_diverged()
-            if logging:
+            if log_step:
                 finite = bool(finite)
                 info = {
                     "loss": float(loss.detach()),
