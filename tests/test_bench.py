@@ -50,6 +50,7 @@ def test_bench_smoke_run_writes_every_section(tiny_data, tmp_path):
         "mse_psnr", "ssim", "sharpness_cpbd", "lpips", "ffr_dlib"
     }  # fmt: skip
     assert len(saved["loop_rounds"]) == 2 and saved["data_ms_per_batch"] > 0
+    assert "projected_study_train_s" not in saved  # only with all four seed losses
     assert saved["peak_rss_mb"] > 0
     text = (tmp_path / "bench" / "bench.md").read_text()
     for heading in ("Training step", "Data feed and loop", "Inference", "Evaluation metrics"):
@@ -61,3 +62,5 @@ def test_peak_table_and_bad_options(tmp_path):
     assert dict(BF16_PEAK_TFLOPS)["H100"] > dict(BF16_PEAK_TFLOPS)["A100"]
     with pytest.raises(MfsrError, match="--workers"):
         run_bench(BenchOptions(config="smoke", workers=[-1], out=tmp_path))
+    with pytest.raises(MfsrError, match="unknown loss 'lpipz'"):
+        run_bench(BenchOptions(config="smoke", losses=["mse", "lpipz"], out=tmp_path))

@@ -121,6 +121,10 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
 
     if any(w < 0 for w in opts.workers):
         raise MfsrError(f"--workers must be >= 0, got {opts.workers}")
+    from mfsr.losses import parse_spec
+
+    for loss in opts.losses:
+        parse_spec(loss)  # a misspelt --losses entry fails before any measurement
     cfg = load_train_config(opts.config, opts.sets)
     if opts.compile:
         cfg = replace(cfg, compile=True)
@@ -197,6 +201,14 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
     doc["projected_train_s"] = {
         r["loss"]: cfg.epochs * cfg.steps_per_epoch * r["ms"] / 1000 for r in rows
     }
+    per_run = doc["projected_train_s"]
+    if all(loss in per_run for loss in SEED_LOSSES):
+        # a study of the seed's four losses + a single-frame run (costed as the config's loss,
+        # slightly high: N = 1) x 3 seeds, training only
+        doc["projected_study_train_s"] = 3 * (
+            sum(per_run[x] for x in SEED_LOSSES)
+            + bare["ms"] * cfg.epochs * cfg.steps_per_epoch / 1000
+        )
     doc["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     doc["seconds"] = time.perf_counter() - started
     opts.out.mkdir(parents=True, exist_ok=True)
