@@ -58,14 +58,6 @@ class BenchOptions:
         }  # fmt: skip
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise MfsrError(f"--device {name}: CUDA is not available")
-    return torch.device(name)
-
-
 def machine(device: torch.device | None = None) -> dict[str, Any]:
     """The machine and library versions, for benchmark outputs."""
     import cv2
@@ -116,8 +108,9 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
     """Measure, write ``bench.json`` and ``bench.md`` into ``opts.out``; returns the document."""
     from mfsr.bench import inference, training
     from mfsr.bench.report import markdown
+    from mfsr.enhance.model import pick_device
     from mfsr.train.config import load_train_config
-    from mfsr.train.data import ensure_dataset
+    from mfsr.train.data import ensure_dataset, train_dataset
 
     if any(w < 0 for w in opts.workers):
         raise MfsrError(f"--workers must be >= 0, got {opts.workers}")
@@ -128,7 +121,7 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
     cfg = load_train_config(opts.config, opts.sets)
     if opts.compile:
         cfg = replace(cfg, compile=True)
-    device = _device(opts.device)
+    device = pick_device(opts.device)
     n = opts.counts()
     started = time.perf_counter()
     doc: dict[str, Any] = {
@@ -145,8 +138,8 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
         "channels_last": cfg.channels_last and device.type == "cuda",
     }
     say(f"dataset {cfg.data.dataset}")
-    meta = ensure_dataset(cfg)
-    batch = training.first_batch(cfg, meta)
+    dataset = train_dataset(cfg, ensure_dataset(cfg))  # listed once, used by every section
+    batch = training.first_batch(cfg, dataset)
     doc["lr_size"] = list(batch["frames"].shape[-2:])
 
     losses = list(dict.fromkeys([cfg.loss, *opts.losses]))
@@ -162,7 +155,7 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
     doc["feed"] = []
     for workers in opts.workers:
         say(f"data feed, {workers} loader workers")
-        sps = training.feed_rate(cfg, meta, workers, n["feed_batches"])
+        sps = training.feed_rate(cfg, dataset, workers, n["feed_batches"])
         doc["feed"].append(
             {"workers": workers, "samples_per_s": sps, "feed_ratio": sps / bare["samples_per_s"]}
         )
@@ -191,7 +184,7 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
         for w in opts.workers
     ]
     say("data per batch in the main process")
-    doc["data_ms_per_batch"] = training.batch_ms(cfg, meta, n["feed_batches"])
+    doc["data_ms_per_batch"] = training.batch_ms(cfg, dataset, n["feed_batches"])
 
     say("inference, batch 1 and 32")
     frames, sr, hr = _eval_pairs(cfg, opts.eval_images or n["images"])

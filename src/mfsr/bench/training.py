@@ -62,13 +62,22 @@ def time_calls(fn: Callable[[], Any], calls: int, warmup: int, device: torch.dev
     return times
 
 
-def first_batch(cfg: TrainConfig, meta: dict[str, Any]) -> dict[str, Any]:
+def stream(cfg: TrainConfig, dataset: Any, steps: int | None = None) -> Any:
+    """Epoch 0 of the training stream over ``dataset`` (from
+    :func:`mfsr.train.data.train_dataset`, built once), ``steps`` batches long."""
+    from mfsr.train.data import EpochStream
+
+    if steps is not None:
+        cfg = replace(cfg, steps_per_epoch=steps)
+    return EpochStream(dataset, cfg, epoch=0, rank=0, world=1, first_step=0)
+
+
+def first_batch(cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
     """The run's first training batch (epoch 0), collated on the CPU."""
     from mfsr.data.dataset import collate
-    from mfsr.train.data import EpochStream, train_dataset
 
-    stream = EpochStream(train_dataset(cfg, meta), cfg, epoch=0, rank=0, world=1, first_step=0)
-    return collate([stream[i] for i in range(cfg.batch_size)])
+    items = stream(cfg, dataset)
+    return collate([items[i] for i in range(cfg.batch_size)])
 
 
 def bare_step(
@@ -139,28 +148,16 @@ def _options(cfg: TrainConfig, loss: str) -> dict[str, Any]:
     return {k: v for k, v in cfg.loss_options.items() if k in names}
 
 
-def feed_rate(cfg: TrainConfig, meta: dict[str, Any], workers: int, batches: int) -> float:
+def feed_rate(cfg: TrainConfig, dataset: Any, workers: int, batches: int) -> float:
     """Samples/s the training data pipeline (the loop's DataLoader, ``workers`` processes)
     delivers, alone, after one warm-up batch (worker start-up excluded)."""
-    from mfsr.data.dataset import collate
-    from mfsr.train.data import EpochStream, train_dataset
-    from mfsr.train.loop import _single_threaded_worker
+    from mfsr.train.data import epoch_loader
 
-    cfg = replace(cfg, steps_per_epoch=batches + 1)
-    stream = EpochStream(train_dataset(cfg, meta), cfg, epoch=0, rank=0, world=1, first_step=0)
-    loader = torch.utils.data.DataLoader(
-        stream,
-        batch_size=cfg.batch_size,
-        num_workers=workers,
-        worker_init_fn=_single_threaded_worker,
-        collate_fn=collate,
-    )
-    it = iter(loader)
+    cfg = replace(cfg, data=replace(cfg.data, workers=workers))
+    it = iter(epoch_loader(stream(cfg, dataset, batches + 1), cfg))
     next(it)
     start = time.perf_counter()
-    n = 0
-    for _ in range(batches):
-        n += next(it)["frames"].shape[0]
+    n = sum(next(it)["frames"].shape[0] for _ in range(batches))
     seconds = time.perf_counter() - start
     del it
     return n / seconds
@@ -192,17 +189,15 @@ def loop_step_ms(cfg: TrainConfig, workers: int, steps: int, warmup: int) -> flo
     return 1000 * statistics.median(gaps)
 
 
-def batch_ms(cfg: TrainConfig, meta: dict[str, Any], batches: int) -> float:
+def batch_ms(cfg: TrainConfig, dataset: Any, batches: int) -> float:
     """Median ms to make one training batch in this process (synthesis or reading, tensors,
     collation): what the loop pays per step with no loader workers."""
     from mfsr.data.dataset import collate
-    from mfsr.train.data import EpochStream, train_dataset
 
-    cfg = replace(cfg, steps_per_epoch=batches)
-    stream = EpochStream(train_dataset(cfg, meta), cfg, epoch=0, rank=0, world=1, first_step=0)
+    items = stream(cfg, dataset, batches)
     times = []
     for i in range(batches):
         start = time.perf_counter()
-        collate([stream[i * cfg.batch_size + k] for k in range(cfg.batch_size)])
+        collate([items[i * cfg.batch_size + k] for k in range(cfg.batch_size)])
         times.append(time.perf_counter() - start)
     return 1000 * statistics.median(times)

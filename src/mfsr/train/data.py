@@ -145,3 +145,30 @@ class EpochStream(Dataset):
         if isinstance(self.base, SyntheticSequenceDataset):
             return self.base.sample(index, (self.epoch, pos))
         return self.base[index]
+
+
+def _single_threaded_worker(worker_id: int) -> None:
+    """Loader workers synthesise one sample at a time: one OpenCV thread each (torch already
+    sets one), so K workers and the training step do not oversubscribe the cores."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def epoch_loader(stream: EpochStream, cfg: TrainConfig, pin_memory: bool = False) -> Any:
+    """The training DataLoader over ``stream``: batches of ``cfg.batch_size`` in stream order,
+    ``cfg.data.workers`` single-threaded worker processes, mfsr's ``collate``."""
+    import torch
+
+    from mfsr.data.dataset import collate
+
+    return torch.utils.data.DataLoader(
+        stream,
+        batch_size=cfg.batch_size,
+        shuffle=False,
+        num_workers=cfg.data.workers,
+        worker_init_fn=_single_threaded_worker,
+        collate_fn=collate,
+        pin_memory=pin_memory,
+        drop_last=False,
+    )

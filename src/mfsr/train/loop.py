@@ -30,7 +30,14 @@ from mfsr.config import to_dict
 from mfsr.errors import MfsrError
 from mfsr.train.checkpoint import read_checkpoint, save_checkpoint
 from mfsr.train.config import TrainConfig
-from mfsr.train.data import EpochStream, check_geometry, ensure_dataset, train_dataset, val_dataset
+from mfsr.train.data import (
+    EpochStream,
+    check_geometry,
+    ensure_dataset,
+    epoch_loader,
+    train_dataset,
+    val_dataset,
+)
 from mfsr.train.logs import RunLog, environment, save_samples
 from mfsr.train.state import pack_training_state, restore_training_state
 
@@ -211,19 +218,7 @@ def train(
     started = time.perf_counter()
     for epoch in range(counters["epoch"], cfg.epochs):
         first = counters["step_in_epoch"] if epoch == counters["epoch"] else 0
-        stream = EpochStream(train_set, cfg, epoch, rank, world, first)
-        from mfsr.data.dataset import collate
-
-        loader = torch.utils.data.DataLoader(
-            stream,
-            batch_size=cfg.batch_size,
-            shuffle=False,
-            num_workers=cfg.data.workers,
-            worker_init_fn=_single_threaded_worker,
-            collate_fn=collate,
-            pin_memory=cuda,
-            drop_last=False,
-        )
+        loader = epoch_loader(EpochStream(train_set, cfg, epoch, rank, world, first), cfg, cuda)
         model.train()
         loss_fn.train()
         tick, seen = time.perf_counter(), 0
@@ -308,14 +303,6 @@ def train(
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return summary
-
-
-def _single_threaded_worker(worker_id: int) -> None:
-    """Loader workers synthesise one sample at a time: one OpenCV thread each (torch already
-    sets one), so K workers and the training step do not oversubscribe the cores."""
-    import cv2
-
-    cv2.setNumThreads(1)
 
 
 def _write_json(path: Path, data: dict) -> None:
