@@ -95,6 +95,20 @@ def train_all(
             _train_here(study, cfg, resume, counts, reporter)
 
 
+def _record_training(
+    study: StudyConfig,
+    cfg: TrainConfig,
+    resume: bool,
+    counts: Counts,
+    seconds: float,
+    **extra: Any,
+) -> None:
+    """Count a finished training session and add it to ``log.jsonl``."""
+    (counts.resumed if resume else counts.trained).append(cfg.name)
+    kind = "resumed" if resume else "trained"
+    log_event(study.study_dir, kind, run=cfg.name, seconds=seconds, **extra)
+
+
 def _train_here(
     study: StudyConfig, cfg: TrainConfig, resume: bool, counts: Counts, reporter: Reporter
 ) -> None:
@@ -110,15 +124,8 @@ def _train_here(
     start = time.perf_counter()
     summary = train(cfg, resume=resume, progress=progress)
     seconds = time.perf_counter() - start
-    (counts.resumed if resume else counts.trained).append(cfg.name)
-    log_event(
-        study.study_dir,
-        "resumed" if resume else "trained",
-        run=cfg.name,
-        seconds=seconds,
-        steps=summary["steps"],
-        device=summary["device"],
-    )
+    _record_training(study, cfg, resume, counts, seconds, steps=summary["steps"],
+                     device=summary["device"])  # fmt: skip
     psnr = summary["best_val_psnr"]
     reporter.stage(
         f"finished {cfg.name} in {seconds:.0f} s"
@@ -180,14 +187,7 @@ def _train_parallel(
                     log_event(study.study_dir, "failed", run=cfg.name, code=code, seconds=seconds)
                     reporter.stage(f"FAILED {cfg.name} (exit {code}); see {logs}/{cfg.name}.log")
                     continue
-                (counts.resumed if resume else counts.trained).append(cfg.name)
-                log_event(
-                    study.study_dir,
-                    "resumed" if resume else "trained",
-                    run=cfg.name,
-                    seconds=seconds,
-                    devices=group,
-                )
+                _record_training(study, cfg, resume, counts, seconds, devices=group)
                 reporter.stage(f"finished {cfg.name} in {seconds:.0f} s")
 
     threads = [threading.Thread(target=worker, args=(g,), daemon=True) for g in groups]
