@@ -63,3 +63,16 @@ def tiny_dataset(tmp_path_factory, lfw_subset):
         return out
 
     return build
+
+
+def _refuse_download(*args, **kwargs):
+    raise AssertionError("tests must not touch the network")
+
+
+@pytest.fixture
+def no_torch_hub_network(monkeypatch):
+    """torch.hub downloads raise (used by the loss and weight tests, autouse there)."""
+    import torch
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _refuse_download)
+    monkeypatch.setattr(torch.hub, "urlopen", _refuse_download)

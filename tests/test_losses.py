@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
+from conftest import _refuse_download
 from mfsr import weights
 from mfsr.errors import MfsrError
 from mfsr.losses import (
@@ -35,14 +36,7 @@ from mfsr.losses.perceptual import vgg19_layer_names
 random_trunk_ok = pytest.mark.filterwarnings("ignore::mfsr.weights.RandomTrunkWarning")
 
 
-def _refuse(*args, **kwargs):
-    raise AssertionError("tests must not touch the network")
-
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    monkeypatch.setattr(torch.hub, "download_url_to_file", _refuse)
-    monkeypatch.setattr(torch.hub, "urlopen", _refuse)
+pytestmark = pytest.mark.usefixtures("no_torch_hub_network")
 
 
 def _use_home(monkeypatch, home: Path) -> None:
@@ -256,8 +250,8 @@ def test_lpips_loss_equals_the_reference_package(with_weights):
 def test_lpips_never_asks_torchvision_or_the_network(with_weights, monkeypatch, tmp_path):
     import torchvision.models._api as tv_api
 
-    monkeypatch.setattr(tv_api, "load_state_dict_from_url", _refuse)
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", _refuse)
+    monkeypatch.setattr(tv_api, "load_state_dict_from_url", _refuse_download)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", _refuse_download)
     (info,) = LPIPSLoss().trunk_info()
     assert info.random is False and info.sha256 is not None
 

@@ -21,15 +21,7 @@ from mfsr import weights
 from mfsr.cli.weights import app
 from mfsr.errors import MfsrError
 
-
-def _refuse(*args, **kwargs):
-    raise AssertionError("tests must not touch the network")
-
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    monkeypatch.setattr(torch.hub, "download_url_to_file", _refuse)
-    monkeypatch.setattr(torch.hub, "urlopen", _refuse)
+pytestmark = pytest.mark.usefixtures("no_torch_hub_network")
 
 
 @pytest.fixture
