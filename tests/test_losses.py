@@ -283,7 +283,7 @@ def test_lpips_is_frozen_and_stays_in_eval_mode(with_weights):
 
 
 def test_losses_registry():
-    assert list(LOSSES) == ["mse", "l1", "charbonnier", "feature", "lpips"]
+    assert list(LOSSES) == ["mse", "l1", "charbonnier", "feature", "lpips", "identity"]
 
 
 def test_parse_spec_forms():

@@ -102,6 +102,32 @@ def test_config_errors(tiny_data, tmp_path):
         train(cfg)
 
 
+def test_init_from_fine_tunes_with_the_identity_loss(tiny_data, tmp_path):
+    import json
+
+    base = tmp_path / "base"
+    train(load_train_config("smoke", overrides(tiny_data, base, "epochs=1")))
+    source, _, meta = load_model(base / "smoke")
+    tuned = tmp_path / "tuned"
+    spec = "charbonnier + 0.02 * identity"
+    extra = ("epochs=1", f"init_from={base / 'smoke'}", f"loss={spec}", "optim.lr=1e-9")
+    train(load_train_config("smoke", overrides(tiny_data, tuned, *extra)))
+    run = tuned / "smoke"
+    record = json.loads((run / "init_from.json").read_text())
+    assert record["tensors_sha256"] == meta["tensors_sha256"] and record["step"] == 4
+    after = model_tensors(run)
+    assert all(torch.allclose(v, after[k], atol=1e-5) for k, v in source.state_dict().items())
+    env = json.loads((run / "env.json").read_text())
+    assert [t["name"] for t in env["trunks"]] == ["dlib_face_resnet_v1"]
+    assert "identity" in (run / "train.csv").read_text()
+    # another architecture: one line naming the field, and no run folder
+    wider = tmp_path / "wider"
+    cfg = load_train_config("smoke", overrides(tiny_data, wider, *extra, "model.width=16"))
+    with pytest.raises(MfsrError, match=r"init_from .*model\.width: 8 there, 16 here"):
+        train(cfg)
+    assert not (wider / "smoke").exists()
+
+
 def test_lr_schedule():
     cfg = load_train_config(
         "smoke",

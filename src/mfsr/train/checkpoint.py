@@ -151,3 +151,28 @@ def load_model(
         detail = lines[1] if len(lines) > 1 else lines[0]
         raise MfsrError(f"{file}: weights do not match the model config ({detail})") from None
     return model.to(device).eval(), cfg, meta
+
+
+def init_weights(model: torch.nn.Module, cfg: Any) -> dict[str, Any]:
+    """Copy the weights of ``cfg.init_from`` (a run folder: its best, else last checkpoint; or a
+    checkpoint file) into ``model``, the start of a fine-tuning run. The stored model config
+    must equal ``cfg.model``. Returns where the weights came from, for the run's records."""
+    from mfsr.config import to_dict
+
+    source, source_cfg, meta = load_model(cfg.init_from)
+    ours, theirs = to_dict(cfg.model), to_dict(source_cfg)
+    if ours != theirs:
+        key = next(k for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k))
+        raise MfsrError(
+            f"init_from {cfg.init_from}: its model differs from this run's "
+            f"(model.{key}: {theirs.get(key)!r} there, {ours.get(key)!r} here)"
+        )
+    model.load_state_dict(source.state_dict())
+    counters = meta.get("counters") or {}
+    return {
+        "path": str(cfg.init_from),
+        "file": str(resolve_checkpoint(cfg.init_from)),
+        "tensors_sha256": meta.get("tensors_sha256"),
+        "loss": (meta.get("train_config") or {}).get("loss"),
+        "step": counters.get("step"),
+    }

@@ -66,6 +66,9 @@ class TrainConfig:
     loss: str = "charbonnier"
     loss_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     random_trunk: bool = False
+    # run folder (its best, else last checkpoint) or checkpoint file whose model weights start
+    # this run (fine-tuning); the model config must match; optimizer and counters start fresh
+    init_from: str | None = None
     optim: OptimConfig = field(default_factory=OptimConfig)
     seed: int = 0
     epochs: int = 300

@@ -28,7 +28,7 @@ import yaml
 
 from mfsr.config import to_dict
 from mfsr.errors import MfsrError
-from mfsr.train.checkpoint import read_checkpoint, save_checkpoint
+from mfsr.train.checkpoint import init_weights, read_checkpoint, save_checkpoint
 from mfsr.train.config import TrainConfig
 from mfsr.train.data import (
     EpochStream,
@@ -162,6 +162,9 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
 
     counters = {"step": 0, "epoch": 0, "step_in_epoch": 0, "best_psnr": None, "skipped": 0}
+    init = None
+    if cfg.init_from is not None and resume_from is None:
+        init = init_weights(model, cfg)
     if master and resume_from is None:
         _create_run_dir(cfg)
     if master:
@@ -173,6 +176,8 @@ def train(
     trunks = [t.to_dict() for t in loss_fn.trunk_info()]
     if master:
         env = {**environment(device, world), "trunks": trunks, "random_trunk": cfg.random_trunk}
+        if init is not None:  # written once: a resumed run keeps it
+            _write_json(run_dir / "init_from.json", init)
         _write_json(run_dir / "env.json", env)
     log = RunLog(run_dir, master, counters["step"] if resume_from else None)
 
