@@ -102,6 +102,30 @@ def test_config_errors(tiny_data, tmp_path):
         train(cfg)
 
 
+def test_extends_merges_a_base_preset(tmp_path):
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: smoke\nname: child\noptim: {lr: 2.0e-4}\nepochs: 1\n")
+    base, cfg = load_train_config("smoke"), load_train_config(str(child))
+    assert (cfg.name, cfg.epochs, cfg.optim.lr) == ("child", 1, 2.0e-4)
+    assert cfg.optim.schedule == base.optim.schedule and cfg.model == base.model
+    assert cfg.data == base.data
+    # the shipped fine-tuning preset differs from quick only where it says
+    tuned = load_train_config("quick-identity")
+    assert tuned.model == load_train_config("quick").model and tuned.init_from == "runs/quick"
+    loop = tmp_path / "loop.yaml"
+    loop.write_text(f"extends: {loop}\n")
+    with pytest.raises(MfsrError, match=r"extends: .* leads back"):
+        load_train_config(str(loop))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("extends: [smoke]\n")
+    with pytest.raises(MfsrError, match=r"bad\.yaml: extends: expected a preset name"):
+        load_train_config(str(bad))
+    missing = tmp_path / "missing.yaml"
+    missing.write_text("extends: nosuch\n")
+    with pytest.raises(MfsrError, match="unknown training preset 'nosuch'"):
+        load_train_config(str(missing))
+
+
 def test_init_from_fine_tunes_with_the_identity_loss(tiny_data, tmp_path):
     import json
 

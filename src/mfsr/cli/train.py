@@ -6,7 +6,9 @@ import typer
 
 
 def train(
-    config: str = typer.Option(..., help="Config preset (smoke, quick, paper) or a YAML path."),
+    config: str = typer.Option(
+        ..., help="Config preset (smoke, quick, quick-identity, paper) or a YAML path."
+    ),
     set_: list[str] = typer.Option(
         None, "--set", help="Override a config field, e.g. --set optim.lr=3e-4 (repeatable)."
     ),

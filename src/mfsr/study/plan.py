@@ -21,10 +21,10 @@ from typing import Any
 
 import yaml
 
-from mfsr.config import from_dict, merge, parse_overrides, read_yaml, resolve_preset, to_dict
+from mfsr.config import from_dict, merge, parse_overrides, resolve_preset, to_dict
 from mfsr.errors import MfsrError
 from mfsr.study.config import StudyConfig, loss_slug, uses_perceptual
-from mfsr.train.config import REPO_CONFIGS, TrainConfig
+from mfsr.train.config import REPO_CONFIGS, TrainConfig, read_training_yaml
 
 SINGLE = "single-frame"
 
@@ -66,7 +66,7 @@ def single_frame_runs(study: StudyConfig, loss: str) -> list[RunSpec]:
 def base_train_dict(study: StudyConfig) -> dict[str, Any]:
     """The base training config with the study's overrides, as a plain dict."""
     path = resolve_preset(study.train.config, "training", REPO_CONFIGS)
-    return merge(read_yaml(path), parse_overrides(list(study.train.overrides)))
+    return merge(read_training_yaml(path), parse_overrides(list(study.train.overrides)))
 
 
 def _loss_options(study: StudyConfig, base: dict[str, Any], spec: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mfsr.config import from_dict, merge, parse_overrides, read_yaml, resolve_preset
+from mfsr.errors import MfsrError
 from mfsr.models import ModelConfig
 
 REPO_CONFIGS = Path(__file__).resolve().parents[3] / "configs"
@@ -108,8 +109,24 @@ class TrainConfig:
         return Path(self.out_dir) / self.name
 
 
+def read_training_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A training YAML with its ``extends: <preset or path>`` base merged underneath it."""
+    data = read_yaml(path)
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base:
+        raise MfsrError(f"{path}: extends: expected a preset name or YAML path, got {base!r}")
+    base_path = resolve_preset(base, "training", REPO_CONFIGS)
+    chain = (*chain, path.resolve())
+    if base_path.resolve() in chain:
+        raise MfsrError(f"{path}: extends: {base!r} leads back to a config already read (a loop)")
+    return merge(read_training_yaml(base_path, chain), data)
+
+
 def load_train_config(name_or_path: str, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a training YAML, apply ``--set`` overrides, and check everything."""
+    """Read a training YAML (and the preset it ``extends``), apply ``--set`` overrides, and
+    check everything."""
     path = resolve_preset(name_or_path, "training", REPO_CONFIGS)
-    data = merge(read_yaml(path), parse_overrides(overrides or []))
+    data = merge(read_training_yaml(path), parse_overrides(overrides or []))
     return from_dict(TrainConfig, data, where=f"{path}: ")
