@@ -233,6 +233,14 @@ CONFIG_CASES = {  # name -> (YAML text or a change appended to smoke.yaml, extra
     "set-wrong-type": ("\n", ["--set", "epochs=many"], "epochs"),
     "unknown-loss": ("\nloss: mse + 0.1 * vibes\n", [], "vibes"),
     "bad-scale": ("\nmodel: {name: unet_geu, n_frames: 3, scale: 3}\n", [], "scale"),
+    "extends-unknown": ("extends: nosuch\n", [], "unknown training preset 'nosuch'"),
+    "extends-not-a-name": ("extends: {a: 1}\n", [], "extends"),
+    "init-from-missing": ("\ninit_from: /nonexistent-run\n", [], "/nonexistent-run"),
+    "identity-bad-chip": (
+        "\nloss: identity\nloss_options: {identity: {chip: [0.5, 0.5]}}\n",
+        [],
+        "chip",
+    ),
 }
 
 

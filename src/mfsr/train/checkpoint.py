@@ -153,10 +153,10 @@ def load_model(
     return model.to(device).eval(), cfg, meta
 
 
-def init_weights(model: torch.nn.Module, cfg: Any) -> dict[str, Any]:
-    """Copy the weights of ``cfg.init_from`` (a run folder: its best, else last checkpoint; or a
-    checkpoint file) into ``model``, the start of a fine-tuning run. The stored model config
-    must equal ``cfg.model``. Returns where the weights came from, for the run's records."""
+def read_init_weights(cfg: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The model weights of ``cfg.init_from`` (a run folder: its best, else last checkpoint; or
+    a checkpoint file), the start of a fine-tuning run, and a record of where they came from.
+    The stored model config must equal ``cfg.model``; every problem is one MfsrError line."""
     from mfsr.config import to_dict
 
     source, source_cfg, meta = load_model(cfg.init_from)
@@ -167,12 +167,12 @@ def init_weights(model: torch.nn.Module, cfg: Any) -> dict[str, Any]:
             f"init_from {cfg.init_from}: its model differs from this run's "
             f"(model.{key}: {theirs.get(key)!r} there, {ours.get(key)!r} here)"
         )
-    model.load_state_dict(source.state_dict())
     counters = meta.get("counters") or {}
-    return {
+    record = {
         "path": str(cfg.init_from),
         "file": str(resolve_checkpoint(cfg.init_from)),
         "tensors_sha256": meta.get("tensors_sha256"),
         "loss": (meta.get("train_config") or {}).get("loss"),
         "step": counters.get("step"),
     }
+    return source.state_dict(), record

@@ -28,7 +28,7 @@ import yaml
 
 from mfsr.config import to_dict
 from mfsr.errors import MfsrError
-from mfsr.train.checkpoint import init_weights, read_checkpoint, save_checkpoint
+from mfsr.train.checkpoint import read_checkpoint, read_init_weights, save_checkpoint
 from mfsr.train.config import TrainConfig
 from mfsr.train.data import (
     EpochStream,
@@ -128,6 +128,10 @@ def train(
     rank, world, device = setup_distributed(cfg)
     master = rank == 0
     run_dir, resume_from = _check_run_dir(cfg, resume) if master else (cfg.run_dir, None)
+    # fine-tuning source: read (and refused if unusable) before any data is built
+    init_state, init = None, None
+    if cfg.init_from is not None and not resume:
+        init_state, init = read_init_weights(cfg)
     meta = ensure_dataset(cfg) if master else None
     if world > 1:
         box = [meta, resume_from]
@@ -162,9 +166,8 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
 
     counters = {"step": 0, "epoch": 0, "step_in_epoch": 0, "best_psnr": None, "skipped": 0}
-    init = None
-    if cfg.init_from is not None and resume_from is None:
-        init = init_weights(model, cfg)
+    if init_state is not None:
+        model.load_state_dict(init_state)
     if master and resume_from is None:
         _create_run_dir(cfg)
     if master:
