@@ -118,3 +118,29 @@ def test_face_geometry():
     assert a.iou(Face(20.0, 20.0, 40.0, 40.0, 0.0)) == pytest.approx(200 / 600)
     doubled = a.scaled(2.0)
     assert (doubled.left, doubled.bottom, doubled.score) == (20.0, 80.0, 1.0)
+
+
+def test_descriptor_equals_dlibs_own(lfw_root):
+    """face_descriptor runs dlib's recognizer in PyTorch; it must give dlib's numbers."""
+    import dlib
+
+    people = sorted(p for p in lfw_root.iterdir() if p.is_dir())[:40:4]
+    checked = 0
+    for person in people:
+        photo = read_rgb(next(iter(sorted(person.iterdir()))))
+        for image in (photo, cv2.resize(photo, (128, 128), interpolation=cv2.INTER_AREA)):
+            found = detect_faces(image, upsample=1)
+            if not found:
+                continue
+            face = found[0]
+            rect = dlib.rectangle(
+                round(face.left), round(face.top), round(face.right) - 1, round(face.bottom) - 1
+            )
+            shape = faces.get_shape_predictor()(image, rect)
+            for padding in (0.25, 0.1):
+                expected = faces.get_recognizer().compute_face_descriptor(image, shape, 0, padding)
+                ours = faces.face_descriptor(image, face, padding)
+                assert ours.dtype == np.float64 and ours.shape == (128,)
+                assert np.abs(ours - np.asarray(expected)).max() < 1e-5
+            checked += 1
+    assert checked >= 15

@@ -1,5 +1,5 @@
 """Metrics: agreement with scikit-image and the reference CPBD, sharpness sign, dlib FFR,
-descriptor cache, bootstrap intervals. Real LFW faces at 256 x 256 (few of them: dlib's
+descriptor cache, bootstrap intervals. Real LFW faces at 256 x 256 (few of them: the
 descriptor costs about 60 ms per face)."""
 
 from __future__ import annotations

@@ -273,7 +273,7 @@ def _evaluate(opts: EvalOptions, progress: Progress | None) -> EvalResult:
 
 
 def _make_pool(workers: int) -> ProcessPoolExecutor | None:
-    """Spawned worker processes (they import NumPy, OpenCV and dlib, never torch)."""
+    """Spawned worker processes (NumPy, OpenCV, dlib, and torch for the face descriptors)."""
     if workers <= 0:
         return None
     import multiprocessing as mp

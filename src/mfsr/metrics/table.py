@@ -114,11 +114,13 @@ def image_metrics(
 
 
 def worker_init() -> None:
-    """Initialiser of worker processes: one OpenCV thread each (the workers already share the
-    cores between them)."""
+    """Initialiser of worker processes: one OpenCV and one torch thread each (the workers
+    already share the cores between them; torch runs the face descriptor network)."""
     import cv2
+    import torch
 
     cv2.setNumThreads(1)
+    torch.set_num_threads(1)
 
 
 def per_image_table(
