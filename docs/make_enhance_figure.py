@@ -13,7 +13,8 @@ upsampling, each method's enhanced face, and the same crop of the original full-
 over the whole crop, and the dlib descriptor distance (:func:`mfsr.faces.face_descriptor`, the
 same face box on every image: the box implied by the crop's LFW framing) of each method's face
 to the truth's descriptor. Means over windows, per clip, and the share of windows within dlib's
-same-person distance (0.6) are printed and, with ``--json``, saved. ``--eval-degradation
+same-person distance (0.6) are printed and, with ``--json``, saved, with paired Wilcoxon
+signed-rank tests of every method against bicubic (windows as the unit, and clips as the unit). ``--eval-degradation
 PRESET ...`` repeats the measurement on the same clips with LR made like the training data
 (``mfsr data from-video --mode eval``: the degradation model's blur, sampling, noise and JPEG
 on the original crops, real motion kept) instead of by plain shrinking.
@@ -164,14 +165,39 @@ def summarise(results: dict[str, list[dict]], methods: list[str]) -> dict:
         m: float(np.mean([r[f"{m}_descriptor"] < SAME_PERSON_DISTANCE for r in rows]))
         for m in methods
     }
+    # Paired two-sided Wilcoxon signed-rank tests against bicubic, with the window and with the
+    # clip as the unit (windows of one clip are not independent: the clip-level test is the
+    # conservative one).
+    tests = {
+        m: {
+            f"{metric}_{unit}": _wilcoxon(
+                [r[f"{m}_{metric}"] for r in units], [r[f"bicubic_{metric}"] for r in units]
+            )
+            for metric in ("psnr_face", "descriptor")
+            for unit, units in (("windows", rows), ("clips", list(per_clip.values())))
+        }
+        for m in methods
+        if m != "bicubic"
+    }
     return {
         "windows": len(rows),
         "clips": len(results),
         "mean": means,
         "clips_beating_bicubic": won,
         "same_person_rate": same,
+        "wilcoxon_p_vs_bicubic": tests,
         "per_clip": per_clip,
     }
+
+
+def _wilcoxon(a: list[float], b: list[float]) -> float | None:
+    """Two-sided Wilcoxon signed-rank p-value of the paired differences (None if all zero)."""
+    from scipy import stats
+
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if not np.any(d):
+        return None
+    return float(stats.wilcoxon(d).pvalue)
 
 
 def run_clip(clip: Path, enhancers: list[Enhancer], args: argparse.Namespace, work: Path) -> tuple:
@@ -352,6 +378,8 @@ def main() -> None:
             f"{m[name + '_descriptor']:.3f} | {summary['same_person_rate'][name]:.1%} |"
         )
     print(f"clips (of {summary['clips']}) beating bicubic: {summary['clips_beating_bicubic']}")
+    for name, p in summary["wilcoxon_p_vs_bicubic"].items():
+        print(f"Wilcoxon p vs bicubic, {name}: " + ", ".join(f"{k} {v:.2g}" for k, v in p.items()))
     summary["degradation_checks"] = []
     for preset in args.eval_degradation:
         check = degradation_check(enhancers, preset, clips, work)
