@@ -172,6 +172,11 @@ def test_bad_model_files_are_named(tmp_path: Path):
             read_dlib_resnet(path)
     with pytest.raises(MfsrError, match="cannot read"):
         read_dlib_resnet(tmp_path / "missing.dat")
+    # one layer record renamed: the structure no longer matches the network that would be built
+    renamed = original.replace(b"\x01\x05relu_", b"\x01\x05relux", 1)
+    (tmp_path / "renamed.dat").write_bytes(renamed)
+    with pytest.raises(MfsrError, match="layer sequence differs"):
+        read_dlib_resnet(tmp_path / "renamed.dat")
     # a file with the same layout but other values is loaded and flagged as not official
     changed = bytearray(original)
     changed[1000] ^= 0x01  # inside the first convolution's weights

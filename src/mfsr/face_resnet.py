@@ -116,11 +116,12 @@ def read_dlib_resnet(path: str | Path) -> tuple[np.ndarray, list[_Conv], np.ndar
     names = [name for _, name in records]
     if names[:1] != ["input_rgb_image_sized"] or names.count("con_4") != 29 or "fc_2" not in names:
         raise MfsrError(f"{path}: not dlib's face recognition ResNet v1 ({MODEL_NAME}.dat)")
-    mean, convs, projection = None, [], None
+    mean, convs, projection, seen = None, [], None, []
     for (pos, name), next_name in zip(records, [*names[1:], ""], strict=True):
         reader = _Reader(data, pos, path)
         if reader.string() != name:
             continue  # a longer string that starts like a layer name
+        seen.append(name)
         if name == "input_rgb_image_sized":
             mean = np.array([reader.float() for _ in range(3)], dtype=np.float32)
             if [reader.int(), reader.int()] != [CHIP_SIZE, CHIP_SIZE]:
@@ -151,10 +152,24 @@ def read_dlib_resnet(path: str | Path) -> tuple[np.ndarray, list[_Conv], np.ndar
             projection = params.reshape(n_in, n_out)
     if mean is None or projection is None or projection.shape != (256, 128):
         raise MfsrError(f"{path}: not dlib's face recognition ResNet v1 ({MODEL_NAME}.dat)")
+    if seen != _expected_layers(convs):
+        raise MfsrError(f"{path}: layer sequence differs from dlib's face recognition ResNet v1")
     arrays = [projection, *(a for c in convs for a in (c.weight, c.bias))]
     if not all(np.isfinite(a).all() for a in arrays):
         raise MfsrError(f"{path}: the network has NaN or infinite weights")
     return mean, convs, projection
+
+
+def _expected_layers(convs: list[_Conv]) -> list[str]:
+    """The named layers, input first, of the network :class:`FaceResNet` builds from ``convs``:
+    stem, then residual blocks (a stride-2 first convolution means a 2 x 2 average-pooled
+    skip), then the global average pool and the projection."""
+    names = ["input_rgb_image_sized", "con_4", "affine_", "relu_", "max_pool_2"]
+    for first in convs[1::2]:
+        names += ["con_4", "affine_", "relu_", "con_4", "affine_"]
+        names += ["avg_pool_2"] if first.stride == 2 else []
+        names += ["add_prev_", "relu_"]
+    return [*names, "avg_pool_2", "fc_2"]
 
 
 def _conv(spec: _Conv) -> nn.Conv2d:
