@@ -59,10 +59,11 @@ def check_chip(chip: object) -> tuple[float, float, float]:
 
 
 def face_chips(images: Tensor, chip: tuple[float, float, float] = LFW_CHIP) -> Tensor:
-    """Cut the square ``chip`` (centre x, centre y, side; fractions of the image side) out of
-    ``images`` ``(B, 3, H, W)`` and resample it to ``(B, 3, 150, 150)`` (bilinear; differentiable;
-    zeros outside the image). Images whose chip is larger than 150 px are first shrunk with
-    antialiasing, so no aliasing is introduced."""
+    """Cut the square ``chip`` (centre x, centre y, side; fractions of the image side; for a
+    non-square image, of its width and height) out of ``images`` ``(B, 3, H, W)`` and resample it
+    to ``(B, 3, 150, 150)`` (bilinear; differentiable; zeros outside the image). Images whose
+    chip is larger than 150 px are first shrunk with antialiasing, so no aliasing is
+    introduced."""
     cx, cy, side = chip
     b, c, h, w = images.shape
     if side * max(h, w) > CHIP_SIZE:
