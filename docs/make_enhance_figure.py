@@ -14,10 +14,11 @@ over the whole crop, and the dlib descriptor distance (:func:`mfsr.faces.face_de
 same face box on every image: the box implied by the crop's LFW framing) of each method's face
 to the truth's descriptor. Means over windows, per clip, and the share of windows within dlib's
 same-person distance (0.6) are printed and, with ``--json``, saved, with paired Wilcoxon
-signed-rank tests of every method against bicubic (windows as the unit, and clips as the unit). ``--eval-degradation
-PRESET ...`` repeats the measurement on the same clips with LR made like the training data
-(``mfsr data from-video --mode eval``: the degradation model's blur, sampling, noise and JPEG
-on the original crops, real motion kept) instead of by plain shrinking.
+signed-rank tests of every method against bicubic (windows as the unit, and clips as the
+unit). ``--eval-degradation PRESET ...`` repeats the measurement on the same clips with LR
+made like the training data (``mfsr data from-video --mode eval``: the degradation model's
+blur, sampling, noise and JPEG on the original crops, real motion kept) instead of by plain
+shrinking.
 
     .venv/bin/python docs/make_enhance_figure.py --compare                  # classical only
     .venv/bin/python docs/make_enhance_figure.py --model runs/quick --baseline classical \
