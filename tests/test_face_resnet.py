@@ -152,6 +152,24 @@ def test_identity_in_loss_spec_records_real_trunk():
     assert not loss.terms["identity"].net.training
 
 
+def test_identity_feature_term(lfw_photos):
+    hr = _tensor([_hr(photo) for _, photo in lfw_photos[:4]])
+    blurred = torch.nn.functional.avg_pool2d(hr, 4).repeat_interleave(4, 2).repeat_interleave(4, 3)
+    plain = IdentityLoss(reduction="none")
+    with_features = IdentityLoss(feature_weight=0.5, feature_blocks=3, reduction="none")
+    chips_blurred, chips_hr = face_chips(blurred), face_chips(hr)
+    desc, feat = with_features.net.descriptor_and_features(chips_blurred, 3)
+    desc_hr, feat_hr = with_features.net.descriptor_and_features(chips_hr, 3)
+    assert feat.shape == (4, 32, 35, 35) and torch.allclose(desc, plain.net(chips_blurred))
+    expected = (desc - desc_hr).norm(dim=1) + 0.5 * (feat - feat_hr).pow(2).mean((1, 2, 3))
+    assert torch.allclose(with_features(blurred, hr), expected, atol=1e-5)
+    assert torch.allclose(plain(blurred, hr), (desc - desc_hr).norm(dim=1), atol=1e-5)
+    assert float(with_features(hr, hr).max()) < 1e-3
+    for bad in ({"feature_weight": -1}, {"feature_blocks": 15}, {"feature_blocks": True}):
+        with pytest.raises(MfsrError, match="identity loss: feature_"):
+            build_loss("identity", identity=bad)
+
+
 @pytest.mark.parametrize("chip", [[0.5, 0.5], "abc", [0.5, 0.5, 0], [2, 0.5, 0.4], [0.5, "x", 1]])
 def test_identity_bad_chip_is_one_line_error(chip):
     with pytest.raises(MfsrError, match="identity loss: chip"):

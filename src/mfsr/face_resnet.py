@@ -229,6 +229,11 @@ class FaceResNet(nn.Module):
         self.eval()
 
     def forward(self, chips: Tensor) -> Tensor:
+        return self.descriptor_and_features(chips, 0)[0]
+
+    def descriptor_and_features(self, chips: Tensor, n_blocks: int) -> tuple[Tensor, Tensor]:
+        """The descriptors ``(B, 128)`` and the activations after the first ``n_blocks``
+        residual blocks (0: after the stem and its max pool, ``(B, 32, 35, 35)``), in one pass."""
         if chips.ndim != 4 or tuple(chips.shape[1:]) != (3, CHIP_SIZE, CHIP_SIZE):
             raise ValueError(
                 f"FaceResNet expects (B, 3, {CHIP_SIZE}, {CHIP_SIZE}) face chips, "
@@ -237,8 +242,12 @@ class FaceResNet(nn.Module):
         # dlib: (pixel - mean) / 256 on the 0-255 scale
         x = (chips - self.mean) * (255.0 / 256.0)
         x = F.max_pool2d(F.relu(self.stem(x)), 3, 2)
-        x = self.blocks(x)
-        return self.projection(x.mean(dim=(2, 3)))
+        features = x
+        for index, block in enumerate(self.blocks):
+            x = block(x)
+            if index + 1 == n_blocks:
+                features = x
+        return self.projection(x.mean(dim=(2, 3))), features
 
 
 @dataclass(frozen=True)

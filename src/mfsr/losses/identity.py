@@ -35,6 +35,8 @@ from mfsr.weights import TrunkInfo
 #: ``get_face_chip_details`` on 393 HR crops (128 px) of the LFW validation split: centre
 #: (0.505 +- 0.022, 0.538 +- 0.017), side 0.456 +- 0.036, rotation -1.4 +- 3.2 degrees.
 LFW_CHIP = (0.505, 0.538, 0.456)
+#: Residual blocks of dlib's ResNet (``feature_blocks`` can stop after 0-14 of them).
+N_BLOCKS = 14
 
 
 def check_chip(chip: object) -> tuple[float, float, float]:
@@ -78,8 +80,16 @@ def face_chips(images: Tensor, chip: tuple[float, float, float] = LFW_CHIP) -> T
 class IdentityLoss(nn.Module):
     """dlib descriptor distance (Euclidean, unit-free; dlib's same-person threshold 0.6).
 
+    With ``feature_weight > 0`` each sample's term also gets ``feature_weight`` times the mean
+    squared difference of the network's activations after its first ``feature_blocks`` residual
+    blocks (``(32, 35, 35)`` for 0-3): a face-specific perceptual term on real pretrained
+    weights, which keeps the local edge structure the identity term alone distorts (measured in
+    docs/losses.md).
+
     Args:
         chip: where the face chip lies in the images (default :data:`LFW_CHIP`).
+        feature_weight: weight of the feature term (0: descriptor distance only).
+        feature_blocks: how many residual blocks (0-14) the feature term looks through.
         loss_weight: factor applied to the result.
         reduction: 'mean' | 'sum' over the batch, or 'none' (``(B,)`` distances).
         device: where the network lives (inputs must be there too).
@@ -92,12 +102,22 @@ class IdentityLoss(nn.Module):
     def __init__(
         self,
         chip: tuple[float, float, float] | list[float] = LFW_CHIP,
+        feature_weight: float = 0.0,
+        feature_blocks: int = 3,
         loss_weight: float = 1.0,
         reduction: Reduction = "mean",
         device: str | torch.device = "cpu",
     ) -> None:
         super().__init__()
         self.chip = check_chip(chip)
+        if not (isinstance(feature_weight, (int, float)) and 0 <= feature_weight < math.inf):
+            raise MfsrError(f"identity loss: feature_weight must be >= 0, got {feature_weight!r}")
+        if isinstance(feature_blocks, bool) or feature_blocks not in range(N_BLOCKS + 1):
+            raise MfsrError(
+                f"identity loss: feature_blocks must be 0-{N_BLOCKS}, got {feature_blocks!r}"
+            )
+        self.feature_weight = float(feature_weight)
+        self.feature_blocks = int(feature_blocks)
         self.loss_weight = float(loss_weight)
         self.reduction = check_reduction(reduction)
         self.net, info = load_face_resnet(device=device)
@@ -118,10 +138,16 @@ class IdentityLoss(nn.Module):
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         check_pair(pred, target)
+        k = self.feature_blocks
         with torch.no_grad():
-            target_desc = self.descriptors(target)
-        diff = self.descriptors(pred) - target_desc
+            target_desc, target_feat = self.net.descriptor_and_features(
+                face_chips(target.float(), self.chip), k
+            )
+        desc, feat = self.net.descriptor_and_features(face_chips(pred.float(), self.chip), k)
+        diff = desc - target_desc
         distance = torch.sqrt(diff.pow(2).sum(dim=1) + 1e-12)  # finite gradient at zero
+        if self.feature_weight > 0:
+            distance = distance + self.feature_weight * (feat - target_feat).pow(2).mean((1, 2, 3))
         return self.loss_weight * reduce_loss(distance, self.reduction)
 
     def trunk_info(self) -> list[TrunkInfo]:
