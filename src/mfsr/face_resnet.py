@@ -108,10 +108,17 @@ def read_dlib_resnet(path: str | Path) -> tuple[np.ndarray, list[_Conv], np.ndar
     Raises :class:`MfsrError` naming the file when it is not that network.
     """
     path = Path(path)
+    return _parse(_read(path), path)
+
+
+def _read(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise MfsrError(f"{path}: cannot read dlib model file ({exc.strerror})") from exc
+
+
+def _parse(data: bytes, path: Path) -> tuple[np.ndarray, list[_Conv], np.ndarray]:
     records = [(m.start(), m.group(1).decode()) for m in _LAYER_NAME.finditer(data)]
     names = [name for _, name in records]
     if names[:1] != ["input_rgb_image_sized"] or names.count("con_4") != 29 or "fc_2" not in names:
@@ -269,6 +276,7 @@ def load_face_resnet(
 
         path = model_path(MODEL_NAME)
     path = Path(path)
-    net = FaceResNet(*read_dlib_resnet(path)).to(device)
-    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    data = _read(path)  # read once: parsed and hashed
+    net = FaceResNet(*_parse(data, path)).to(device)
+    sha256 = hashlib.sha256(data).hexdigest()
     return net, FaceResNetInfo(str(path), sha256, sha256 == OFFICIAL_SHA256)

@@ -23,10 +23,11 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from mfsr.errors import MfsrError
 from mfsr.face_resnet import CHIP_SIZE, load_face_resnet
+from mfsr.losses.perceptual import FrozenNetLoss
 from mfsr.losses.pixel import Reduction, check_pair, check_reduction, reduce_loss
 from mfsr.weights import TrunkInfo
 
@@ -77,7 +78,7 @@ def face_chips(images: Tensor, chip: tuple[float, float, float] = LFW_CHIP) -> T
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-class IdentityLoss(nn.Module):
+class IdentityLoss(FrozenNetLoss):
     """dlib descriptor distance (Euclidean, unit-free; dlib's same-person threshold 0.6).
 
     With ``feature_weight > 0`` each sample's term also gets ``feature_weight`` times the mean
@@ -120,21 +121,12 @@ class IdentityLoss(nn.Module):
         self.feature_blocks = int(feature_blocks)
         self.loss_weight = float(loss_weight)
         self.reduction = check_reduction(reduction)
-        self.net, info = load_face_resnet(device=device)
+        self.net, info = load_face_resnet()
         warning = None if info.official else f"{info.path} is not the official dlib model file"
         self._trunk_info = TrunkInfo(
             "dlib_face_resnet_v1", info.path, info.sha256, info.official, False, warning
         )
-
-    def train(self, mode: bool = True) -> IdentityLoss:
-        """Set train/eval mode of the module; the recognizer stays in eval mode."""
-        super().train(mode)
-        self.net.eval()
-        return self
-
-    def descriptors(self, images: Tensor) -> Tensor:
-        """``(B, 3, H, W)`` in [0, 1] -> ``(B, 128)`` dlib descriptors of the fixed chip."""
-        return self.net(face_chips(images.float(), self.chip))
+        self._freeze(device)
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         check_pair(pred, target)
@@ -149,10 +141,6 @@ class IdentityLoss(nn.Module):
         if self.feature_weight > 0:
             distance = distance + self.feature_weight * (feat - target_feat).pow(2).mean((1, 2, 3))
         return self.loss_weight * reduce_loss(distance, self.reduction)
-
-    def trunk_info(self) -> list[TrunkInfo]:
-        """The recognizer's file, sha256 and whether it is the official one (never random)."""
-        return [self._trunk_info]
 
     def extra_repr(self) -> str:
         return f"chip={self.chip}, loss_weight={self.loss_weight}, reduction={self.reduction!r}"

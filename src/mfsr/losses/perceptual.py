@@ -54,7 +54,7 @@ def vgg19_layer_names() -> list[str]:
     return layer_names(_vgg19_features_meta())
 
 
-class _FrozenNetLoss(nn.Module):
+class FrozenNetLoss(nn.Module):
     """Base: ``self.net`` is a frozen pretrained network that always stays in eval mode."""
 
     net: nn.Module
@@ -65,7 +65,7 @@ class _FrozenNetLoss(nn.Module):
         self.to(device)
         self.train(self.training)
 
-    def train(self, mode: bool = True) -> _FrozenNetLoss:
+    def train(self, mode: bool = True) -> FrozenNetLoss:
         """Set train/eval mode of the module; the frozen network stays in eval mode."""
         super().train(mode)
         self.net.eval()
@@ -76,7 +76,7 @@ class _FrozenNetLoss(nn.Module):
         return [self._trunk_info]
 
 
-class FeatureLoss(_FrozenNetLoss):
+class FeatureLoss(FrozenNetLoss):
     """VGG19 feature reconstruction loss (Johnson et al. 2016; seed eq. 3).
 
     ``loss = mean((phi_j(pred) - phi_j(target))^2)`` where ``phi_j`` is torchvision's VGG19 up to
@@ -166,7 +166,7 @@ def _load_lpips_trunk(net: nn.Module, state: dict[str, Tensor]) -> None:
     net.load_state_dict(mapped, strict=True)
 
 
-class LPIPSLoss(_FrozenNetLoss):
+class LPIPSLoss(FrozenNetLoss):
     """LPIPS (Zhang et al. 2018) through the reference ``lpips`` package (seed eq. 4).
 
     Inputs in [0, 1] are mapped to [-1, 1] as LPIPS expects. The linear calibration layers come
