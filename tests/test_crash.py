@@ -140,3 +140,27 @@ def test_ten_kills_then_resume_equals_an_uninterrupted_run(tiny_data, tmp_path):
         steps = [int(r["step"]) for r in csv.DictReader(handle)]
     assert steps == list(range(1, STEPS + 1)), log
     assert not list(run.glob("checkpoints/.*.tmp-*")), "stale temporary checkpoint files left"
+
+
+@pytest.mark.parametrize(
+    "left_by_the_kill",
+    ["", "1,0,0.5\r\n2,0,0.4\r\n", 'step,epoch,loss,terms\r\n1,0,0.5,"{}"\r\n2,0,0.4,"{}"\r\n1'],
+    ids=["empty-file", "no-header", "torn-last-line"],
+)
+def test_resume_repairs_what_a_kill_leaves_in_the_csv_logs(tmp_path, left_by_the_kill):
+    """A kill between open and write leaves an empty file; a later append must not then
+    write rows without a header, and a torn row (``1`` of ``12,...``) must not become step 1."""
+    from mfsr.train.logs import TRAIN_FIELDS, RunLog
+
+    (tmp_path / "train.csv").write_text(left_by_the_kill, encoding="utf-8")
+    log = RunLog(tmp_path, enabled=True, resume_step=1)
+    values = {"loss": 0.3, "terms": {"mse": 0.3}, "lr": 1e-3, "grad_norm": 1.0}
+    log.train(2, 0, {**values, "samples_per_s": 5.0})
+    log.close()
+    with open(tmp_path / "train.csv", newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+    assert reader.fieldnames == TRAIN_FIELDS
+    expected = [2] if left_by_the_kill == "" else [1, 2]
+    assert [int(r["step"]) for r in rows] == expected
+    assert rows[-1]["loss"] == "0.3"

@@ -25,7 +25,7 @@ from mfsr.errors import MfsrError
 from mfsr.study import load_study_config, run_study
 from mfsr.study import stats as sstats
 from mfsr.study.config import TrainSpec, loss_slug
-from mfsr.study.execute import device_groups, train_command
+from mfsr.study.execute import device_groups, log_event, read_log, train_command
 from mfsr.study.results import BANNER
 
 pytestmark = pytest.mark.filterwarnings("ignore::mfsr.weights.RandomTrunkWarning")
@@ -274,3 +274,14 @@ def test_runs_side_by_side_go_to_subprocesses(study_data, tmp_path, no_trunks):
     assert (tmp_path / "par" / "runs" / "mse-s3" / "summary.json").is_file()
     assert "done:" in (tmp_path / "par" / "logs" / "mse-s3.log").read_text()
     assert [m["key"] for m in result.doc["methods"]] == ["mse", "bicubic"]
+
+
+def test_study_log_keeps_the_next_event_whole_after_a_torn_line(tmp_path):
+    log_event(tmp_path, "trained", run="a", seconds=1.0)
+    with open(tmp_path / "log.jsonl", "a", encoding="utf-8") as handle:
+        handle.write('{"time": "2026-01-01T00:00:00", "act')  # a kill mid-write
+    log_event(tmp_path, "evaluated", run="b", seconds=2.0)
+    assert [(r["action"], r["run"]) for r in read_log(tmp_path)] == [
+        ("trained", "a"),
+        ("evaluated", "b"),
+    ]

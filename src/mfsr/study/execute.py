@@ -57,8 +57,15 @@ def log_event(study_dir: Path, action: str, **info: Any) -> None:
     """Append one JSON line to ``<study>/log.jsonl``."""
     study_dir.mkdir(parents=True, exist_ok=True)
     row = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "action": action, **info}
-    with open(study_dir / "log.jsonl", "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(row, default=str) + "\n")
+    path = study_dir / "log.jsonl"
+    line = json.dumps(row, default=str) + "\n"
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":  # a kill tore the last line: keep this one whole
+                line = "\n" + line
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line)
 
 
 def read_log(study_dir: Path) -> list[dict[str, Any]]:

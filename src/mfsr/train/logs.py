@@ -8,6 +8,7 @@ per image on 8-bit quantised RGB, then averaged). Only rank 0 writes.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import platform
@@ -77,18 +78,30 @@ def environment(device: torch.device, world: int) -> dict[str, Any]:
     return info
 
 
-def truncate_csv(path: Path, max_step: int) -> None:
-    """Drop rows logged after ``max_step`` (written before a crash, replayed after resume)."""
+def truncate_csv(path: Path, max_step: int, fields: list[str]) -> None:
+    """Drop rows logged after ``max_step`` (written before a crash, replayed after resume).
+
+    Also repairs what a kill can leave behind: an empty file (killed between open and write),
+    a missing header, or a torn last line (killed mid-write; it has no line end). The file is
+    rewritten atomically with ``fields`` as its header; rows whose step is not an integer
+    (the old header, a torn line) are dropped.
+    """
     if not path.exists():
         return
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows:
-        return
-    kept = [r for r in rows if int(r["step"]) <= max_step]
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines.pop()
+    kept = []
+    for row in csv.DictReader(lines, fieldnames=fields):
+        try:
+            step = int(row["step"])
+        except (TypeError, ValueError):
+            continue
+        if step <= max_step:
+            kept.append(row)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(kept)
     os.replace(tmp, path)
@@ -102,21 +115,23 @@ class RunLog:
         self.writer = None
         if not enabled:
             return
-        for name in ("train.csv", "val.csv"):
-            if resume_step is not None:
-                truncate_csv(run_dir / name, resume_step)
+        if resume_step is not None:
+            truncate_csv(run_dir / "train.csv", resume_step, TRAIN_FIELDS)
+            truncate_csv(run_dir / "val.csv", resume_step, VAL_FIELDS)
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step)
 
     def _append(self, name: str, fields: list[str], row: dict[str, Any]) -> None:
         path = self.run_dir / name
-        new = not path.exists()
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=fields)
+        # A kill between open and write leaves an empty file: it still needs the header.
+        if not path.exists() or path.stat().st_size == 0:
+            writer.writeheader()
+        writer.writerow(row)
         with open(path, "a", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields)
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+            handle.write(text.getvalue())  # one write: a kill tears at most this row
 
     def train(self, step: int, epoch: int, values: dict[str, Any]) -> None:
         if not self.enabled:
