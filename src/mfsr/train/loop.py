@@ -109,8 +109,7 @@ def _create_run_dir(cfg: TrainConfig) -> None:
     """Write the new run's folder and ``config.yaml`` (once data, model and loss are built, so
     a setup error leaves no run folder behind)."""
     (cfg.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
-    (cfg.run_dir / "config.yaml").write_text(text, "utf-8")
+    _write_atomic(cfg.run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def train(
@@ -316,8 +315,13 @@ def train(
 def _write_json(path: Path, data: dict) -> None:
     import json
 
+    _write_atomic(path, json.dumps(data, indent=1, default=str) + "\n")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` under a temporary name, then rename: a kill leaves the old file or the new."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 
