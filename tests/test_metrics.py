@@ -115,6 +115,34 @@ def test_psnr_of_identical_images_is_capped():
         pixel.mse(img, img[:, :8])
 
 
+def test_device_psnr_ssim_equal_the_numpy_metrics(faces):
+    """Training validates on CUDA with mfsr.metrics.device: same definitions, same numbers."""
+    from mfsr.metrics.device import psnr_ssim
+
+    hr = np.stack(faces[:3])
+    to_float = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255.0  # noqa: E731
+    target = to_float(hr)
+    outputs = {
+        "bicubic x8": to_float(np.stack([bicubic_x8(f) for f in hr])),
+        "off-grid floats": target + (torch.rand_like(target) - 0.5) * 0.1,  # clamped, rounded
+        "identical": target,
+    }
+    for name, sr in outputs.items():
+        p, s = psnr_ssim(sr, target)
+        assert p.dtype == s.dtype == torch.float64, name
+        np.testing.assert_allclose(p.numpy(), pixel.psnr(sr, target), rtol=1e-12, err_msg=name)
+        np.testing.assert_allclose(s.numpy(), pixel.ssim(sr, target), atol=1e-12, err_msg=name)
+    assert psnr_ssim(target, target)[0].tolist() == [pixel.PSNR_CAP_DB] * 3
+    as_uint8 = torch.from_numpy(hr).permute(0, 3, 1, 2)
+    np.testing.assert_allclose(psnr_ssim(as_uint8, target)[1].numpy(), 1.0, atol=1e-12)
+    broken = target.clone()
+    broken[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="1 NaN/inf"):
+        psnr_ssim(broken, target)
+    with pytest.raises(ValueError, match="differ"):
+        psnr_ssim(target, target[..., :128])
+
+
 # --- CPBD against the reference package ----------------------------------------------------------
 
 

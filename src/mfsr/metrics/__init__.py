@@ -2,6 +2,7 @@
 
 ========================  =================================================================
 :mod:`.pixel`             ``mse``, ``psnr``, ``ssim`` (8-bit, per image; no torch)
+:mod:`.device`            ``psnr_ssim``: the same PSNR/SSIM in torch on any device
 :mod:`.sharpness`         ``cpbd``, ``cpbd_batch``, ``sharpness_difference`` (no torch)
 :mod:`.perceptual`        ``LPIPSMetric``, ``lpips`` (torch; the loss's weights policy)
 :mod:`.ffr`               dlib face analysis, descriptor cache, FFR counts, verification curve

@@ -55,8 +55,15 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 
 
 def quality(sr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image PSNR (dB) and SSIM of (B, 3, H, W) [0, 1] tensors, with the conventions of
-    ``docs/metrics.md`` (8-bit quantised RGB; the same functions ``mfsr evaluate`` uses)."""
+    """Per-image PSNR (dB) and SSIM of (B, 3, H, W) [0, 1] tensors, float64 on the CPU, with the
+    conventions of ``docs/metrics.md`` (8-bit quantised RGB). On the CPU: the NumPy functions
+    ``mfsr evaluate`` uses; on CUDA: their torch twin on the GPU (equal to about 1e-12), so
+    validation neither copies outputs to the host nor waits for the CPU."""
+    if sr.device.type == "cuda":
+        from mfsr.metrics.device import psnr_ssim
+
+        p, s = psnr_ssim(sr, hr)
+        return p.cpu(), s.cpu()
     from mfsr.metrics.pixel import psnr, ssim
 
     return torch.from_numpy(psnr(sr, hr)), torch.from_numpy(ssim(sr, hr))
@@ -341,7 +348,10 @@ def _bicubic_psnr(val_set, cfg: TrainConfig, device: torch.device) -> float:
     bicubic = build_model(
         replace(ModelConfig(), name="bicubic", n_frames=cfg.model.n_frames, scale=cfg.model.scale)
     )
-    values = [quality(bicubic(b["frames"]), b["hr"])[0] for b in _val_loader(val_set, cfg)]
+    values = [
+        quality(bicubic(b["frames"].to(device)), b["hr"].to(device))[0]
+        for b in _val_loader(val_set, cfg)
+    ]
     return float(torch.cat(values).mean())
 
 
@@ -355,7 +365,7 @@ def _validate(model, loss_fn, val_set, cfg: TrainConfig, device, run_dir: Path, 
         frames, hr = batch["frames"].to(device), batch["hr"].to(device)
         sr = model(frames).float()
         losses.append(float(loss_fn(sr, hr)) * frames.shape[0])
-        p, s = quality(sr.cpu(), hr.cpu())
+        p, s = quality(sr, hr)
         psnrs.append(p)
         ssims.append(s)
         if first is None:
