@@ -25,7 +25,14 @@ from mfsr.errors import MfsrError
 from mfsr.study import load_study_config, run_study
 from mfsr.study import stats as sstats
 from mfsr.study.config import TrainSpec, loss_slug
-from mfsr.study.execute import device_groups, log_event, read_log, train_command
+from mfsr.study.execute import (
+    Reporter,
+    device_groups,
+    log_event,
+    read_log,
+    train_command,
+    worker_groups,
+)
 from mfsr.study.results import BANNER
 
 pytestmark = pytest.mark.filterwarnings("ignore::mfsr.weights.RandomTrunkWarning")
@@ -252,27 +259,94 @@ def test_parallel_launch_plan():
     assert one[1:] == ["-m", "mfsr", "train", "--config", "c.yaml", "--resume"]
     two = train_command(Path("c.yaml"), False, 2)
     assert two[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    # one entry per worker thread: each group runs_per_device times, round-robin
+    assert worker_groups((0, 1, 2, 3), 2) == [[0, 1], [2, 3]]
+    assert worker_groups((0, 1), 1, 2) == [[0], [1], [0], [1]]
+    assert worker_groups((0, 1, 2), 2, 3) == [[0, 1]] * 3
+    assert worker_groups((5,), 1, 3) == [[5], [5], [5]]
 
 
-def test_runs_side_by_side_go_to_subprocesses(study_data, tmp_path, no_trunks):
+def test_runs_per_device_is_checked():
+    cfg = load_study_config("smoke", ["parallel.devices=[0]", "parallel.runs_per_device=2"])
+    assert cfg.parallel.runs_per_device == 2
+    assert load_study_config("smoke").parallel.runs_per_device == 1
+    for value in ("0", "-1"):
+        with pytest.raises(MfsrError, match=r"parallel\.runs_per_device must be an integer >= 1"):
+            load_study_config(
+                "smoke", ["parallel.devices=[0]", f"parallel.runs_per_device={value}"]
+            )
+    for value in ("1.5", "true", "two"):
+        with pytest.raises(MfsrError, match="runs_per_device: expected an integer"):
+            load_study_config(
+                "smoke", ["parallel.devices=[0]", f"parallel.runs_per_device={value}"]
+            )
+    with pytest.raises(MfsrError, match=r"parallel\.runs_per_device=2 needs parallel\.devices"):
+        load_study_config("smoke", ["parallel.runs_per_device=2"])
+    with pytest.raises(MfsrError, match="did you mean 'runs_per_device'"):
+        load_study_config("smoke", ["parallel.run_per_device=2"])
+
+
+@pytest.mark.parametrize("runs_per_device", [1, 2])
+def test_runs_side_by_side_go_to_subprocesses(
+    study_data, tmp_path, no_trunks, monkeypatch, runs_per_device
+):
     """With parallel.devices each run is an `mfsr train` subprocess (here on the CPU: the
-    tiny run ignores CUDA_VISIBLE_DEVICES), logged to <study>/logs/<run>.log."""
+    tiny run ignores CUDA_VISIBLE_DEVICES), logged to <study>/logs/<run>.log. With
+    parallel.runs_per_device=2 two runs share device 0 at the same time: every training
+    subprocess waits at a barrier of runs_per_device parties before it starts, so with fewer
+    concurrent workers the barrier times out and the runs fail."""
+    import subprocess
+    import threading
+
+    seeds = tuple(range(3, 3 + runs_per_device))
     cfg = smoke_config(
         study_data,
         tmp_path,
         tmp_path / "cache",
         name="par",
         losses=("mse",),
-        seeds=(3,),
+        seeds=seeds,
         baselines=dataclasses.replace(
             load_study_config("smoke").baselines, classical=False, single_frame=False
         ),
-        parallel=dataclasses.replace(load_study_config("smoke").parallel, devices=(0,)),
+        parallel=dataclasses.replace(
+            load_study_config("smoke").parallel, devices=(0,), runs_per_device=runs_per_device
+        ),
     )
-    result = run_study(cfg)
-    assert result.counts.trained == ["mse-s3"]
-    assert (tmp_path / "par" / "runs" / "mse-s3" / "summary.json").is_file()
-    assert "done:" in (tmp_path / "par" / "logs" / "mse-s3.log").read_text()
+    real_run = subprocess.run
+    barrier = threading.Barrier(runs_per_device, timeout=60)
+    lock = threading.Lock()
+    active = [0, 0]  # now, most at once
+
+    def run(cmd, *args, **kwargs):
+        if "train" not in cmd:
+            return real_run(cmd, *args, **kwargs)
+        assert kwargs["env"]["CUDA_VISIBLE_DEVICES"] == "0"
+        barrier.wait()
+        with lock:
+            active[0] += 1
+            active[1] = max(active)
+        try:
+            return real_run(cmd, *args, **kwargs)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(subprocess, "run", run)
+    stages: list[str] = []
+
+    class Stages(Reporter):
+        def stage(self, text: str) -> None:
+            stages.append(text)
+
+    result = run_study(cfg, Stages())
+    runs = [f"mse-s{seed}" for seed in seeds]
+    assert sorted(result.counts.trained) == runs
+    assert active[1] == runs_per_device
+    for run_name in runs:
+        assert (tmp_path / "par" / "runs" / run_name / "summary.json").is_file()
+        assert "done:" in (tmp_path / "par" / "logs" / f"{run_name}.log").read_text()
+        assert f"training {run_name} on GPU(s) [0]" in stages
     assert [m["key"] for m in result.doc["methods"]] == ["mse", "bicubic"]
 
 

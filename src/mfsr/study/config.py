@@ -92,15 +92,26 @@ class QualitativeSpec:
 class ParallelSpec:
     """How runs share accelerators. ``devices``: CUDA device ids; empty = one run after
     another in this process (CPU, or one GPU). Otherwise the devices are cut into groups of
-    ``gpus_per_run``; each group trains one run at a time in its own subprocess
-    (``CUDA_VISIBLE_DEVICES`` = the group; ``torchrun`` when the group has several devices)."""
+    ``gpus_per_run``; each group trains ``runs_per_device`` runs at a time (1: one), each in
+    its own subprocess (``CUDA_VISIBLE_DEVICES`` = the group; ``torchrun`` when the group has
+    several devices). Several runs per group are meant for small-batch, kernel-launch-bound
+    runs (unmeasured); they need ``devices``."""
 
     devices: tuple[int, ...] = ()
     gpus_per_run: int = 1
+    runs_per_device: int = 1
 
     def __post_init__(self) -> None:
         if self.gpus_per_run < 1:
             raise ValueError(f"parallel.gpus_per_run must be >= 1, got {self.gpus_per_run}")
+        k = self.runs_per_device
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"parallel.runs_per_device must be an integer >= 1, got {k!r}")
+        if k > 1 and not self.devices:
+            raise ValueError(
+                f"parallel.runs_per_device={k} needs parallel.devices (without devices the runs "
+                "go one after another in this process)"
+            )
         if self.devices and len(self.devices) < self.gpus_per_run:
             raise ValueError("parallel.devices has fewer devices than parallel.gpus_per_run")
         if len(set(self.devices)) != len(self.devices):

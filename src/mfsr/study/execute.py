@@ -1,7 +1,8 @@
 """Running a study's parts: training runs (skipped, resumed or new) and evaluations.
 
 Training: with no ``parallel.devices`` the runs go one after another in this process
-(:func:`mfsr.train.loop.train`). With devices, each device group trains one run at a time in a
+(:func:`mfsr.train.loop.train`). With devices, each device group trains
+``parallel.runs_per_device`` runs at a time (one worker thread each), each run in a
 subprocess, ``mfsr train --config <study>/configs/<run>.yaml [--resume]`` (under ``torchrun``
 for a group of several GPUs), with ``CUDA_VISIBLE_DEVICES`` set to the group; its output goes
 to ``<study>/logs/<run>.log``.
@@ -145,6 +146,16 @@ def device_groups(devices: tuple[int, ...], per_run: int) -> list[list[int]]:
     return [list(devices[i : i + per_run]) for i in range(0, len(devices) - per_run + 1, per_run)]
 
 
+def worker_groups(
+    devices: tuple[int, ...], per_run: int, runs_per_device: int = 1
+) -> list[list[int]]:
+    """The device group of each parallel worker: every group of :func:`device_groups`
+    ``runs_per_device`` times, round-robin so that the groups fill evenly first:
+    ``(0, 1), 1, 2`` -> ``[[0], [1], [0], [1]]``."""
+    groups = device_groups(devices, per_run)
+    return [list(group) for _ in range(runs_per_device) for group in groups]
+
+
 def train_command(config_path: Path, resume: bool, n_devices: int) -> list[str]:
     """The subprocess command line of one run (``torchrun`` for several devices)."""
     args = ["-m", "mfsr", "train", "--config", str(config_path)] + (["--resume"] if resume else [])
@@ -160,7 +171,8 @@ def _train_parallel(
     counts: Counts,
     reporter: Reporter,
 ) -> None:
-    groups = device_groups(study.parallel.devices, study.parallel.gpus_per_run)
+    p = study.parallel
+    groups = worker_groups(p.devices, p.gpus_per_run, p.runs_per_device)
     jobs: queue.Queue[tuple[TrainConfig, bool]] = queue.Queue()
     for item in todo:
         jobs.put(item)
