@@ -5,7 +5,9 @@ Measures, in one run over the same LFW photos:
 * image decoding alone (``read_rgb``),
 * the bare degradation (``synthesize_sequence`` on already decoded photos),
 * ``SyntheticSequenceDataset`` through a ``torch.utils.data.DataLoader`` (``collate``, batch 4 by
-  default) for each ``--workers`` count: decoding + synthesis + tensor conversion + batching.
+  default) for each ``--workers`` count: decoding + synthesis + tensor conversion + batching;
+* the same for ``data.synthesis: device``: ``plan_sequence`` alone, the DataLoader of plans,
+  and the device half (``synthesize_batch``) run here on the CPU in torch, per batch.
 
 Warm-up batches (worker start-up included) are excluded. Every measurement is repeated
 ``--repeats`` times; the table gives the median and the range of ms/sample over the repeats.
@@ -32,6 +34,7 @@ from torch.utils.data import DataLoader
 from mfsr.bench.run import machine
 from mfsr.data.dataset import SourceImage, SyntheticSequenceDataset, collate
 from mfsr.data.degrade import Crop, load_degradation, synthesize_sequence
+from mfsr.data.device_synthesis import plan_sequence, plan_shapes, synthesize_batch
 from mfsr.data.images import read_rgb
 
 DEFAULT_LFW = Path(__file__).resolve().parents[1].parent / "shared/data/lfw/images_deepfunneled"
@@ -147,6 +150,42 @@ def time_synthesis(photos: list[Path], args: argparse.Namespace, n: int) -> dict
     return row("`synthesize_sequence` only", "-", n, time.perf_counter() - start)
 
 
+def time_plan(photos: list[Path], args: argparse.Namespace, n: int) -> dict:
+    cfg = load_degradation(args.degradation)
+    shapes = plan_shapes([cfg], args.hr_size, args.scale)
+    images = [read_rgb(p) for p in photos[:n]]
+
+    def one(i: int) -> None:
+        image = images[i % len(images)]
+        crop = Crop.centred(image.shape[1], image.shape[0])
+        rng = np.random.default_rng([args.seed, 0, i])
+        plan_sequence(image, crop, args.hr_size, args.scale, args.frames, cfg, rng, shapes)
+
+    for i in range(min(args.warmup * args.batch_size, n)):
+        one(i)
+    start = time.perf_counter()
+    for i in range(n):
+        one(i)
+    return row(
+        "`plan_sequence` only (device synthesis, CPU half)", "-", n, time.perf_counter() - start
+    )
+
+
+def time_device_half(ds: SyntheticSequenceDataset, args: argparse.Namespace) -> dict:
+    """``synthesize_batch`` on this CPU (torch threads of the main process), per batch."""
+    batches = [
+        collate([ds.sample(b * args.batch_size + k, (0, b)) for k in range(args.batch_size)])
+        for b in range(min(args.batches, 10))
+    ]
+    cpu = torch.device("cpu")
+    synthesize_batch(batches[0], cpu, args.scale, args.hr_size, args.frames // 2)
+    start = time.perf_counter()
+    for batch in batches:
+        synthesize_batch(batch, cpu, args.scale, args.hr_size, args.frames // 2)
+    n = len(batches) * args.batch_size
+    return row("`synthesize_batch` on this CPU (device half)", "-", n, time.perf_counter() - start)
+
+
 def time_loader(ds: SyntheticSequenceDataset, args: argparse.Namespace, workers: int) -> dict:
     total = (args.warmup + args.batches) * args.batch_size
     order = [i % len(ds) for i in range(total)]  # a plain list is a valid sampler
@@ -159,9 +198,11 @@ def time_loader(ds: SyntheticSequenceDataset, args: argparse.Namespace, workers:
     start = time.perf_counter()
     n = 0
     for batch in it:
-        n += batch["frames"].shape[0]
+        n += len(batch["id"])
     seconds = time.perf_counter() - start
     del it
+    if ds.plan_shapes is not None:
+        return row("DataLoader of plans (decode + plan + collate)", str(workers), n, seconds)
     return row("DataLoader (decode + synthesis + tensors + collate)", str(workers), n, seconds)
 
 
@@ -211,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     ds = SyntheticSequenceDataset(
         sources, args.scale, args.frames, args.hr_size, cfg, seed=args.seed
     )
+    plans = SyntheticSequenceDataset(
+        sources, args.scale, args.frames, args.hr_size, cfg, seed=args.seed, plan=True
+    )
     n_timed = args.batches * args.batch_size
     settings = {
         "photos": len(photos),
@@ -244,8 +288,13 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(time_synthesis(photos, args, n_timed))
         for workers in args.workers:
             rows.append(time_loader(ds, args, workers))
+        rows.append(time_plan(photos, args, n_timed))
+        for workers in args.workers:
+            rows.append(time_loader(plans, args, workers))
+        rows.append(time_device_half(plans, args))
         runs.append(rows)
-        labels = ["decode", "synthesis", *(f"loader/{w}w" for w in args.workers)]
+        labels = ["decode", "synthesis", *(f"loader/{w}w" for w in args.workers), "plan"]
+        labels += [*(f"plan-loader/{w}w" for w in args.workers), "device-half"]
         done = ", ".join(f"{k} {x['ms_per_sample']:.1f}" for k, x in zip(labels, rows))
         print(
             f"# repeat {r + 1}/{args.repeats}: {capacity[-1]:.2f} effective CPUs; ms/sample {done}",

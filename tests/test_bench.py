@@ -17,8 +17,10 @@ def tiny_data(tiny_dataset):
     return tiny_dataset(32, (12, 4, 0), ("val",))
 
 
-def test_bench_smoke_run_writes_every_section(tiny_data, tmp_path):
+@pytest.mark.parametrize("synthesis", ["cpu", "device"])
+def test_bench_smoke_run_writes_every_section(tiny_data, tmp_path, synthesis):
     sets = [f"data.dataset={tiny_data}", "data.build=null", "model.n_frames=3", "batch_size=2"]
+    sets.append(f"data.synthesis={synthesis}")
     opts = BenchOptions(
         config="smoke",
         sets=sets,
@@ -55,6 +57,11 @@ def test_bench_smoke_run_writes_every_section(tiny_data, tmp_path):
     text = (tmp_path / "bench" / "bench.md").read_text()
     for heading in ("Training step", "Data feed and loop", "Inference", "Evaluation metrics"):
         assert heading in text
+    assert saved["synthesis"] == synthesis
+    assert ("device_synthesis" in saved) == ("Synthesis on the device" in text)
+    assert ("device_synthesis" in saved) == (synthesis == "device")
+    if synthesis == "device":
+        assert saved["device_synthesis"]["ms"] > 0 and saved["lr_size"] == [8, 8]
 
 
 def test_peak_table_and_bad_options(tmp_path):

@@ -53,6 +53,7 @@ def markdown(doc: dict[str, Any]) -> str:
         f"Bare step per round: {bare_rounds} ms; loop and bare step alternate in "
         f"{len(doc['loop_rounds'])} rounds, `loop_overhead` is the median of the per-round "
         f"ratios. Making one batch in the main process: {doc['data_ms_per_batch']:.1f} ms.",
+        *_synthesis_line(doc),
         "",
         "| loader workers | feed samples/s | feed_ratio | loop step ms | loop_overhead |",
         "|---|---|---|---|---|",
@@ -88,3 +89,15 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _synthesis_line(doc: dict[str, Any]) -> list[str]:
+    """With ``data.synthesis: device``: what the device half costs per batch."""
+    synth = doc.get("device_synthesis")
+    if synth is None:
+        return []
+    return [
+        f"Synthesis on the device (`data.synthesis: device`; the workers only cut the photo): "
+        f"{synth['ms']:.2f} ms per batch, {synth['samples_per_s']:.0f} samples/s, "
+        f"{synth['ratio']:.2f}x the bare step's rate; the loop step includes it."
+    ]

@@ -136,6 +136,7 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
         "compile": cfg.compile,
         "amp": cfg.amp if device.type == "cuda" else "none",
         "channels_last": cfg.channels_last and device.type == "cuda",
+        "synthesis": cfg.data.synthesis if cfg.data.train == "synthetic" else None,
     }
     say(f"dataset {cfg.data.dataset}")
     dataset = train_dataset(cfg, ensure_dataset(cfg))  # listed once, used by every section
@@ -185,6 +186,11 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
     ]
     say("data per batch in the main process")
     doc["data_ms_per_batch"] = training.batch_ms(cfg, dataset, n["feed_batches"])
+    if "plan" in batch:
+        say("device half of data.synthesis: device")
+        synth = training.synthesis_step(cfg, batch["plan"], dataset.hr_size, device, n["steps"])
+        synth["ratio"] = synth["samples_per_s"] / bare["samples_per_s"]
+        doc["device_synthesis"] = synth
 
     say("inference, batch 1 and 32")
     frames, sr, hr = _eval_pairs(cfg, opts.eval_images or n["images"])

@@ -73,11 +73,30 @@ def stream(cfg: TrainConfig, dataset: Any, steps: int | None = None) -> Any:
 
 
 def first_batch(cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
-    """The run's first training batch (epoch 0), collated on the CPU."""
+    """The run's first training batch (epoch 0), collated on the CPU. With
+    ``data.synthesis: device`` its plans are kept under ``plan`` and synthesised (on the CPU)
+    into ``frames`` and ``hr``."""
     from mfsr.data.dataset import collate
+    from mfsr.train.data import batch_tensors
 
     items = stream(cfg, dataset)
-    return collate([items[i] for i in range(cfg.batch_size)])
+    batch = collate([items[i] for i in range(cfg.batch_size)])
+    if "source" in batch:
+        frames, hr = batch_tensors(batch, cfg, dataset.hr_size, torch.device("cpu"))
+        batch = {"plan": batch, "frames": frames, "hr": hr, "id": batch["id"]}
+    return batch
+
+
+def synthesis_step(
+    cfg: TrainConfig, plan: dict[str, Any], hr_size: int, device: torch.device, calls: int
+) -> dict[str, Any]:
+    """Time of the device half of ``data.synthesis: device`` on one batch of plans (moved to
+    the device inside the timed call, as in the loop)."""
+    from mfsr.train.data import batch_tensors
+
+    times = time_calls(lambda: batch_tensors(plan, cfg, hr_size, device), calls, 2, device)
+    seconds = statistics.median(times)
+    return {"ms": 1000 * seconds, "samples_per_s": cfg.batch_size / seconds}
 
 
 def bare_step(
@@ -150,14 +169,15 @@ def _options(cfg: TrainConfig, loss: str) -> dict[str, Any]:
 
 def feed_rate(cfg: TrainConfig, dataset: Any, workers: int, batches: int) -> float:
     """Samples/s the training data pipeline (the loop's DataLoader, ``workers`` processes)
-    delivers, alone, after one warm-up batch (worker start-up excluded)."""
+    delivers, alone, after one warm-up batch (worker start-up excluded). With
+    ``data.synthesis: device`` that is plans, whose device half :func:`synthesis_step` times."""
     from mfsr.train.data import epoch_loader
 
     cfg = replace(cfg, data=replace(cfg.data, workers=workers))
     it = iter(epoch_loader(stream(cfg, dataset, batches + 1), cfg))
     next(it)
     start = time.perf_counter()
-    n = sum(next(it)["frames"].shape[0] for _ in range(batches))
+    n = sum(len(next(it)["id"]) for _ in range(batches))
     seconds = time.perf_counter() - start
     del it
     return n / seconds

@@ -40,15 +40,18 @@ def stack_frames(frames: Sequence[np.ndarray]) -> torch.Tensor:
     return torch.stack([to_tensor(f) for f in frames])
 
 
+#: Tensors a sample may carry: frames and HR, or a device-synthesis plan instead
+#: (:mod:`mfsr.data.device_synthesis`).
+TENSOR_KEYS = ("frames", "hr", "source", "warp", "gauss", "line", "noise", "jpeg", "noise_seed")
+
+
 def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack ``frames``/``hr`` tensors; keep ``id`` and ``meta`` as lists."""
-    out: dict[str, Any] = {
-        "frames": torch.stack([b["frames"] for b in batch]),
-        "id": [b["id"] for b in batch],
-        "meta": [b["meta"] for b in batch],
-    }
-    if all("hr" in b for b in batch):
-        out["hr"] = torch.stack([b["hr"] for b in batch])
+    """Stack the tensors every sample has (``frames``, ``hr``, or a device-synthesis plan);
+    keep ``id`` and ``meta`` as lists."""
+    out: dict[str, Any] = {"id": [b["id"] for b in batch], "meta": [b["meta"] for b in batch]}
+    for key in TENSOR_KEYS:
+        if all(key in b for b in batch):
+            out[key] = torch.stack([b[key] for b in batch])
     return out
 
 
@@ -119,6 +122,7 @@ class SyntheticSequenceDataset(Dataset):
         degradation: DegradationConfig | Sequence[DegradationConfig],
         seed: int = 0,
         face_crop: int | None = None,
+        plan: bool = False,
     ) -> None:
         if not sources:
             raise DataError("no source images to synthesise sequences from")
@@ -131,6 +135,12 @@ class SyntheticSequenceDataset(Dataset):
             raise DataError("at least one degradation preset is needed")
         self.degradations, self.seed, self.face_crop = presets, seed, face_crop
         self.epoch = 0
+        # plan=True: samples carry the CPU half of device synthesis instead of frames and HR
+        self.plan_shapes = None
+        if plan:
+            from mfsr.data.device_synthesis import plan_shapes
+
+            self.plan_shapes = plan_shapes(presets, hr_size, scale)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -159,13 +169,18 @@ class SyntheticSequenceDataset(Dataset):
                 np.random.default_rng([self.seed, *key, 1]).integers(len(self.degradations))
             )
         preset = self.degradations[choice]
-        frames, hr, params = synthesize_sequence(
-            image, crop, self.hr_size, self.scale, self.n_frames, preset, rng
-        )
+        geometry = (image, crop, self.hr_size, self.scale, self.n_frames, preset, rng)
+        if self.plan_shapes is not None:
+            from mfsr.data.device_synthesis import plan_sequence
+
+            tensors, params = plan_sequence(*geometry, self.plan_shapes)
+        else:
+            frames, hr, params = synthesize_sequence(*geometry)
+            tensors = {"frames": stack_frames(frames), "hr": to_tensor(hr)}
         meta = {
             "identity": src.identity,
             "key": list(key),
             "preset": preset.name,
             "degradation": params.to_dict(),
         }
-        return {"frames": stack_frames(frames), "hr": to_tensor(hr), "id": src.id, "meta": meta}
+        return {**tensors, "id": src.id, "meta": meta}

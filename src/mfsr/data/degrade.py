@@ -226,6 +226,18 @@ def render_view(
     if border not in BORDERS:
         raise MfsrError(f"border must be one of {', '.join(BORDERS)}, got {border!r}")
     source, crop = shrink_source(source, crop, hr_size)
+    return cv2.warpAffine(
+        source,
+        view_matrix(crop, hr_size, scale, frame),
+        (hr_size, hr_size),
+        flags=cv2.INTER_CUBIC,
+        borderMode=BORDERS[border],
+    )
+
+
+def view_matrix(crop: Crop, hr_size: int, scale: int, frame: FrameParams | None) -> np.ndarray:
+    """The 2x3 float64 affine map from source px to HR-canvas px of one view (``warpAffine``'s
+    matrix; pixel centres at integers). ``crop`` is in the (already shrunk) source's px."""
     f = hr_size / crop.side
     cx, cy = crop.cx, crop.cy
     zoom, theta, (dx, dy) = (1.0, 0.0, (0.0, 0.0))
@@ -234,19 +246,12 @@ def render_view(
     # Counter-clockwise on screen (y axis points down) is a negative angle in array coordinates.
     cos, sin = math.cos(-theta) * zoom * f, math.sin(-theta) * zoom * f
     centre = (hr_size - 1) / 2.0
-    matrix = np.array(
+    return np.array(
         [
             [cos, -sin, centre + dx * scale - (cos * cx - sin * cy)],
             [sin, cos, centre + dy * scale - (sin * cx + cos * cy)],
         ],
         dtype=np.float64,
-    )
-    return cv2.warpAffine(
-        source,
-        matrix,
-        (hr_size, hr_size),
-        flags=cv2.INTER_CUBIC,
-        borderMode=BORDERS[border],
     )
 
 

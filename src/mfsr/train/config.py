@@ -45,6 +45,9 @@ class DataConfig:
     degradation: str | list[str] | None = None
     val_limit: int | None = 64  # validate on the first K val samples (None: all)
     workers: int = 0  # DataLoader worker processes
+    # synthetic training data: degrade in the loader workers (cpu) or batched on the training
+    # device (device: workers only cut the photo; docs/data.md "Synthesis on the device")
+    synthesis: Literal["cpu", "device"] = "cpu"
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,8 @@ class TrainConfig:
             raise ValueError(
                 f"model.name: only trainable models can be trained, not {self.model.name!r}"
             )
+        if self.data.synthesis == "device" and self.data.train != "synthetic":
+            raise ValueError("data.synthesis: device needs data.train: synthetic")
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise ValueError(f"name {self.name!r} must be a plain folder name")
         from mfsr.losses import parse_spec  # torch: only when a training config is read

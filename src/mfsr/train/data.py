@@ -101,6 +101,7 @@ def train_dataset(cfg: TrainConfig, dataset_meta: dict[str, Any]) -> Dataset:
         degradation=[load_degradation(p) for p in presets],
         seed=cfg.seed,
         face_crop=crop.get("face_size") if crop.get("mode") == "face" else None,
+        plan=cfg.data.synthesis == "device",
     )
 
 
@@ -145,6 +146,19 @@ class EpochStream(Dataset):
         if isinstance(self.base, SyntheticSequenceDataset):
             return self.base.sample(index, (self.epoch, pos))
         return self.base[index]
+
+
+def batch_tensors(
+    batch: dict[str, Any], cfg: TrainConfig, hr_size: int, device: Any
+) -> tuple[Any, Any]:
+    """``(frames, hr)`` of a training batch on ``device``: moved there, or synthesised there
+    from the batch's plans (``data.synthesis: device``)."""
+    if "source" in batch:
+        from mfsr.data.device_synthesis import synthesize_batch
+
+        n = cfg.model.n_frames
+        return synthesize_batch(batch, device, cfg.model.scale, hr_size, reference=n // 2)
+    return batch["frames"].to(device, non_blocking=True), batch["hr"].to(device, non_blocking=True)
 
 
 def _single_threaded_worker(worker_id: int) -> None:

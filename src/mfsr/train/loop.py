@@ -32,6 +32,7 @@ from mfsr.train.checkpoint import read_checkpoint, read_init_weights, save_check
 from mfsr.train.config import TrainConfig
 from mfsr.train.data import (
     EpochStream,
+    batch_tensors,
     check_geometry,
     ensure_dataset,
     epoch_loader,
@@ -240,8 +241,7 @@ def train(
             lr = lr_at(cfg, counters["step"])
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            frames = batch["frames"].to(device, non_blocking=True)
-            hr = batch["hr"].to(device, non_blocking=True)
+            frames, hr = batch_tensors(batch, cfg, meta["hr_size"], device)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 loss = loss_fn(net(frames).float(), hr)
             finite = torch.isfinite(loss.detach())
