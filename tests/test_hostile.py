@@ -236,6 +236,12 @@ CONFIG_CASES = {  # name -> (YAML text or a change appended to smoke.yaml, extra
     "extends-unknown": ("extends: nosuch\n", [], "unknown training preset 'nosuch'"),
     "extends-not-a-name": ("extends: {a: 1}\n", [], "extends"),
     "init-from-missing": ("\ninit_from: /nonexistent-run\n", [], "/nonexistent-run"),
+    "synthesis-unknown": ("\n", ["--set", "data.synthesis=gpu"], "one of 'cpu', 'device'"),
+    "synthesis-device-frozen": (
+        "\n",
+        ["--set", "data.synthesis=device", "--set", "data.train=frozen"],
+        "device needs data.train: synthetic",
+    ),
     "identity-bad-chip": (
         "\nloss: identity\nloss_options: {identity: {chip: [0.5, 0.5]}}\n",
         [],
@@ -260,6 +266,14 @@ STUDY_CASES = {
     "unknown-study-key": ("seedz: [0]\n", "seedz"),
     "unknown-study-loss": ("losses: [mse, vibes]\n", "vibes"),
     "study-wrong-type": ("seeds: zero\n", "seeds"),
+    "runs-per-device-without-devices": (
+        "parallel: {devices: [], gpus_per_run: 1, runs_per_device: 2}\n",
+        "runs_per_device=2 needs parallel.devices",
+    ),
+    "runs-per-device-zero": (
+        "parallel: {devices: [0], gpus_per_run: 1, runs_per_device: 0}\n",
+        "parallel.runs_per_device must be an integer >= 1",
+    ),
 }
 
 
