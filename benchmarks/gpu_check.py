@@ -161,22 +161,24 @@ def device_synthesis(dataset: str, device: torch.device, big: int, n: dict[str, 
 
 
 def metrics(dataset: str, device: torch.device) -> dict:
+    from mfsr.bench.training import sync
     from mfsr.metrics.device import psnr_ssim
     from mfsr.metrics.pixel import psnr, ssim
     from mfsr.models.baselines import bicubic_upsample
     from mfsr.train.data import val_dataset
 
-    ds = val_dataset(paper(dataset, data=replace(paper(dataset).data, val_limit=32)))
+    cfg = paper(dataset)
+    ds = val_dataset(replace(cfg, data=replace(cfg.data, val_limit=32)))
     items = [ds[i] for i in range(len(ds))]
     frames = torch.stack([it["frames"] for it in items])
     hr = torch.stack([it["hr"] for it in items])
     sr = bicubic_upsample(frames[:, frames.shape[1] // 2], 8).clamp(0, 1)
     p_dev, s_dev = psnr_ssim(sr.to(device), hr.to(device))
-    torch.cuda.synchronize(device) if device.type == "cuda" else None
+    sync(device)
     start = time.perf_counter()
     for _ in range(5):
         psnr_ssim(sr.to(device), hr.to(device))
-    torch.cuda.synchronize(device) if device.type == "cuda" else None
+    sync(device)
     ms = (time.perf_counter() - start) / 5 / len(items) * 1000
     return {
         "images": len(items),

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import difflib
 import math
+import os
 import types
 import typing
 from pathlib import Path
@@ -44,6 +45,14 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise MfsrError(f"{path}: expected a mapping of keys to values at the top level")
     return data
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) under a hidden temporary name beside ``path``, then rename it into
+    place: a reader, or a run killed mid-write, sees the old file or the new one, never half."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def resolve_preset(name_or_path: str, kind: str, folder: Path | None = None) -> Path:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import zlib
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from typing import Literal
 import numpy as np
 
 from mfsr import __version__
-from mfsr.config import to_dict
+from mfsr.config import to_dict, write_text_atomic
 from mfsr.data.degrade import Crop, DegradationConfig, synthesize_sequence
 from mfsr.data.images import IMAGE_SUFFIXES, decode_rgb
 from mfsr.data.report import BuildReport
@@ -248,9 +247,7 @@ def _prepare_out(opts: BuildOptions, settings: dict) -> None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(dumps_meta(data), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, dumps_meta(data))
 
 
 def build_one(item: SourceItem, split: str, opts: BuildOptions) -> tuple[str, str]:

@@ -21,7 +21,14 @@ from typing import Any
 
 import yaml
 
-from mfsr.config import from_dict, merge, parse_overrides, resolve_preset, to_dict
+from mfsr.config import (
+    from_dict,
+    merge,
+    parse_overrides,
+    resolve_preset,
+    to_dict,
+    write_text_atomic,
+)
 from mfsr.errors import MfsrError
 from mfsr.study.config import StudyConfig, loss_slug, uses_perceptual
 from mfsr.train.config import REPO_CONFIGS, TrainConfig, read_training_yaml
@@ -111,9 +118,7 @@ def write_run_config(cfg: TrainConfig, folder: Path) -> Path:
     path = folder / f"{cfg.name}.yaml"
     text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
     if not path.exists() or path.read_text(encoding="utf-8") != text:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(path, text)
     return path
 
 

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from mfsr.config import write_text_atomic
+
 TRAIN_FIELDS = ["step", "epoch", "loss", "terms", "lr", "grad_norm", "samples_per_s"]
 VAL_FIELDS = ["step", "epoch", "loss", "psnr", "ssim", "bicubic_psnr"]
 
@@ -99,12 +101,11 @@ def truncate_csv(path: Path, max_step: int, fields: list[str]) -> None:
             continue
         if step <= max_step:
             kept.append(row)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(kept)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(kept)
+    write_text_atomic(path, text.getvalue())
 
 
 class RunLog:

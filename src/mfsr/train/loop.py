@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import yaml
 
-from mfsr.config import to_dict
+from mfsr.config import to_dict, write_text_atomic
 from mfsr.errors import MfsrError
 from mfsr.train.checkpoint import read_checkpoint, read_init_weights, save_checkpoint
 from mfsr.train.config import TrainConfig
@@ -117,7 +117,7 @@ def _create_run_dir(cfg: TrainConfig) -> None:
     """Write the new run's folder and ``config.yaml`` (once data, model and loss are built, so
     a setup error leaves no run folder behind)."""
     (cfg.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    _write_atomic(cfg.run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    write_text_atomic(cfg.run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def train(
@@ -322,14 +322,7 @@ def train(
 def _write_json(path: Path, data: dict) -> None:
     import json
 
-    _write_atomic(path, json.dumps(data, indent=1, default=str) + "\n")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` under a temporary name, then rename: a kill leaves the old file or the new."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=1, default=str) + "\n")
 
 
 def _val_loader(val_set, cfg: TrainConfig):
