@@ -10,7 +10,8 @@ JSON is rewritten after every part:
 3. the bare ``paper`` training step per loss at batch 4 and ``--big-batch``, eager, plus
    ``torch.compile`` for charbonnier: ms, samples/s, FLOPs, MFU (the issue's "MFU per loss");
 4. ``data.synthesis: device`` on CUDA: ms per batch, and how far its frames are from the same
-   plans synthesised on the CPU (nvjpeg against libjpeg);
+   plans synthesised on the CPU, and whether its JPEG stage (``mfsr.data.jpeg``, integer
+   arithmetic) gives the same bits on the device as on the CPU;
 5. validation metrics on CUDA (``mfsr.metrics.device``) against the NumPy ones;
 6. the real ``train()`` loop on CUDA (bf16, channels_last, device synthesis, validation) against
    the bare step: ``loop_overhead``;
@@ -146,7 +147,7 @@ def device_synthesis(dataset: str, device: torch.device, big: int, n: dict[str, 
         ds = train_dataset(cfg, ensure_dataset(cfg))
         plan = first_batch(cfg, ds)["plan"]
         out[f"batch_{batch_size}"] = synthesis_step(cfg, plan, ds.hr_size, device, n["steps"])
-    # the same plans on the CPU (libjpeg) and on the device (nvjpeg on CUDA)
+    # the same plans on the CPU and on the device
     frames_cpu, hr_cpu = batch_tensors(plan, cfg, ds.hr_size, torch.device("cpu"))
     frames_dev, hr_dev = batch_tensors(plan, cfg, ds.hr_size, device)
 
@@ -157,7 +158,30 @@ def device_synthesis(dataset: str, device: torch.device, big: int, n: dict[str, 
     out["hr_psnr_device_vs_cpu"] = psnr(hr_cpu, hr_dev)
     out["lr_psnr_device_vs_cpu"] = psnr(frames_cpu, frames_dev)
     out["lr_psnr_per_sequence"] = [psnr(a, b) for a, b in zip(frames_cpu, frames_dev)]
+    out["jpeg"] = jpeg_check(frames_cpu, device, n["steps"])
     return out
+
+
+def jpeg_check(frames: torch.Tensor, device: torch.device, steps: int) -> dict:
+    """The JPEG stage alone on the batch's frames: bit-identical on the device? ms per batch."""
+    from mfsr.bench.training import sync
+    from mfsr.data.jpeg import jpeg_roundtrip
+
+    lr8 = (frames * 255).round().byte().flatten(0, 1)
+    quality = torch.randint(30, 96, (lr8.shape[0],), generator=torch.Generator().manual_seed(0))
+    on_cpu = jpeg_roundtrip(lr8, quality)
+    lr8, quality = lr8.to(device), quality.to(device)
+    on_device = jpeg_roundtrip(lr8, quality)
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        jpeg_roundtrip(lr8, quality)
+    sync(device)
+    return {
+        "images": int(lr8.shape[0]),
+        "identical_to_cpu": bool(torch.equal(on_cpu, on_device.cpu())),
+        "ms_per_batch": (time.perf_counter() - start) / steps * 1000,
+    }
 
 
 def metrics(dataset: str, device: torch.device) -> dict:

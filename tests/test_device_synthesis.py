@@ -84,6 +84,31 @@ def test_device_path_equals_the_cpu_path_up_to_warp_rounding(photos, preset):
     assert np.mean([psnr(a, b) for a, b in zip(lr, cpu_lr)]) > 40
 
 
+def test_device_jpeg_is_pillows_at_each_sequences_quality(photos):
+    """The JPEG stage alone: the same plans without and with JPEG (its own random stream, so
+    the rest is unchanged); Pillow at each sequence's drawn quality turns the first into the
+    second bit for bit (mfsr.data.jpeg, tests/test_jpeg.py)."""
+    cfg = quiet(degrade.load_degradation("severe"), jpeg=True)
+    shapes = plan_shapes([cfg], HR, SCALE)
+    plain, coded, qualities = [], [], []
+    for i, photo in enumerate(photos):
+        crop = degrade.Crop.centred(photo.shape[1], photo.shape[0])
+        for target, c in ((coded, cfg), (plain, quiet(cfg))):
+            rng = np.random.default_rng(i)
+            plan, params = plan_sequence(photo, crop, HR, SCALE, N, c, rng, shapes)
+            target.append({**plan, "id": str(i), "meta": {}})
+            if c is cfg:
+                qualities.append(params.jpeg_quality)
+    assert len(set(qualities)) > 3 and all(q > 0 for q in qualities)
+    to8 = lambda t: (t * 255).round().byte().permute(0, 1, 3, 4, 2).numpy()  # noqa: E731
+    device = torch.device("cpu")
+    before = to8(synthesize_batch(collate(plain), device, SCALE, HR, N // 2)[0])
+    after = to8(synthesize_batch(collate(coded), device, SCALE, HR, N // 2)[0])
+    for i, q in enumerate(qualities):
+        for k in range(N):
+            np.testing.assert_array_equal(after[i, k], degrade.jpeg_roundtrip(before[i, k], q))
+
+
 def test_device_noise_has_the_cpu_paths_strength(photos):
     """Noise realisations differ (torch vs numpy streams); their strength must not."""
     cfg = dataclasses.replace(degrade.load_degradation("severe"), jpeg=degrade.JpegConfig(None))

@@ -9,14 +9,15 @@
   blur kernels. About 1 ms per x8 sequence instead of about 18 ms for the whole CPU synthesis.
 * **The device** (per batch; :func:`synthesize_batch`): bicubic warps (``grid_sample``), the
   Gaussian and motion-line PSF (grouped convolutions), box sampling (``avg_pool2d``), Poisson +
-  Gaussian noise, 8-bit rounding and JPEG (torchvision's codec: libjpeg on the CPU, nvjpeg on
-  CUDA), all batched.
+  Gaussian noise, 8-bit rounding and JPEG (:mod:`mfsr.data.jpeg`: libjpeg's arithmetic in
+  torch, bit-identical to the CPU path's Pillow, each sequence at its own quality), all batched,
+  with no host synchronisation.
 
 Same model, same parameters; not the same bits: OpenCV's warp works in fixed point (1/32 px
-coordinates, uint8 weights), the noise comes from a torch generator (seeded per batch from the
-samples' streams: reproducible, resume-exact) instead of the sample's ``numpy`` stream, and
-nvjpeg is not libjpeg. ``tests/test_device_synthesis.py`` measures the difference against the
-CPU path on real faces (docs/data.md). Hand-written rather than a library's (kornia, for one,
+coordinates, uint8 weights), and the noise comes from a torch generator (seeded per batch from
+the samples' streams: reproducible, resume-exact) instead of the sample's ``numpy`` stream.
+``tests/test_device_synthesis.py`` measures the difference against the CPU path on real faces
+(docs/data.md). Hand-written rather than a library's (kornia, for one,
 is not a dependency) because it must follow mfsr's own degradation model step for step.
 """
 
@@ -39,6 +40,7 @@ from mfsr.data.degrade import (
     shrink_source,
     view_matrix,
 )
+from mfsr.data.jpeg import jpeg_roundtrip
 from mfsr.errors import MfsrError
 
 #: Keys a plan adds to a sample (stacked by :func:`mfsr.data.dataset.collate`).
@@ -160,45 +162,6 @@ def _grouped(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.conv2d(x, weight.unsqueeze(1), groups=weight.shape[0])
 
 
-def _jpeg(lr: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
-    """Baseline JPEG round trip of uint8 ``(B, N, 3, h, w)``, each sequence at its quality
-    (0: none). torchvision's codec (libjpeg on the CPU: byte-identical to Pillow's here; nvjpeg
-    on CUDA, or libjpeg on the host where that fails). Its image I/O is deprecated from
-    torchvision 0.29 on, which mfsr pins (pyproject.toml), so the warning is silenced here."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)
-        from torchvision.io import decode_jpeg, encode_jpeg
-
-        out = lr.clone()
-        for b, q in enumerate(quality.tolist()):
-            if q <= 0:
-                continue
-            frames = list(lr[b])
-            try:
-                coded = encode_jpeg(frames, quality=int(q))
-                out[b] = torch.stack(decode_jpeg(coded, device=lr.device))
-            except (RuntimeError, NotImplementedError) as exc:
-                if lr.device.type == "cpu":
-                    raise
-                _warn_host_jpeg(exc)
-                coded = encode_jpeg([f.cpu() for f in frames], quality=int(q))
-                out[b] = torch.stack(decode_jpeg(coded)).to(lr.device)
-    return out
-
-
-def _warn_host_jpeg(exc: Exception) -> None:
-    import warnings
-
-    warnings.warn(
-        f"JPEG on {exc.__class__.__name__} ({exc}); using libjpeg on the host instead "
-        "(slower: one device sync per step)",
-        RuntimeWarning,
-        stacklevel=3,
-    )
-
-
 def synthesize_batch(
     batch: dict[str, Any], device: torch.device, scale: int, hr_size: int, reference: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -246,5 +209,6 @@ def synthesize_batch(
     if bool((noise[:, 1] > 0).any()):
         y = y + torch.randn(y.shape, generator=gen, device=device) * (sigma / 255.0)
     lr = (y * 255.0).round().clamp(0, 255).to(torch.uint8)
-    lr = _jpeg(lr, batch["jpeg"])
+    quality = batch["jpeg"].to(device, non_blocking=True).repeat_interleave(n)
+    lr = jpeg_roundtrip(lr.flatten(0, 1), quality).view(lr.shape)
     return lr.float() / 255.0, hr
