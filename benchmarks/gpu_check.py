@@ -8,13 +8,15 @@ JSON is rewritten after every part:
 1. the machine: torch, card, its bf16 peak (``mfsr.bench.training.BF16_PEAK_TFLOPS``);
 2. a small x8 set (32 -> 256, 7 frames) built from ``--lfw`` photos (val and test frozen);
 3. the bare ``paper`` training step per loss at batch 4 and ``--big-batch``, eager, plus
-   ``torch.compile`` for charbonnier: ms, samples/s, FLOPs, MFU (the issue's "MFU per loss");
+   ``torch.compile`` for charbonnier (and at batch 4 its CUDA-graph mode, ``reduce-overhead``):
+   ms, samples/s, FLOPs, MFU (the issue's "MFU per loss");
 4. ``data.synthesis: device`` on CUDA: ms per batch, and how far its frames are from the same
    plans synthesised on the CPU, and whether its JPEG stage (``mfsr.data.jpeg``, integer
    arithmetic) gives the same bits on the device as on the CPU;
 5. validation metrics on CUDA (``mfsr.metrics.device``) against the NumPy ones;
-6. the real ``train()`` loop on CUDA (bf16, channels_last, device synthesis, validation) against
-   the bare step: ``loop_overhead``;
+6. the real ``train()`` loop on CUDA (bf16, channels_last, validation) with device synthesis,
+   CPU synthesis, and device synthesis with the model compiled into CUDA graphs, against the
+   bare step: ``loop_overhead``;
 7. the projected ``paper`` run and study from the measured steps.
 
 Prepare here (LFW is not on the device machine; lpips travels as a wheel)::
@@ -125,7 +127,9 @@ def bare_steps(dataset: str, device: torch.device, big: int, n: dict[str, int]) 
     for batch_size in (4, big):
         cfg = paper(dataset, batch_size=batch_size)
         batch = first_batch(cfg, train_dataset(cfg, ensure_dataset(cfg)))
-        runs = [(loss, False) for loss in LOSSES] + [("charbonnier", True)]
+        runs = [(loss, None) for loss in LOSSES] + [("charbonnier", "default")]
+        if batch_size == 4:  # CUDA graphs: for launch-bound small batches
+            runs.append(("charbonnier", "reduce-overhead"))
         for loss, compiled in runs:
             try:
                 row = bare_step(cfg, batch, device, loss, n["steps"], n["warmup"], compiled)
@@ -216,11 +220,21 @@ def loop(dataset: str, device: torch.device, bare: dict, n: dict[str, int]) -> d
     from mfsr.bench.training import loop_step_ms
 
     out = {}
-    for synthesis in ("device", "cpu"):
+    for name, synthesis, mode in (
+        ("device", "device", None),
+        ("cpu", "cpu", None),
+        ("device, compiled reduce-overhead", "device", "reduce-overhead"),
+    ):
         cfg = paper(dataset, device=str(device), random_trunk=True)
         cfg = replace(cfg, data=replace(cfg.data, synthesis=synthesis))
-        ms = loop_step_ms(cfg, workers=4, steps=n["loop_steps"], warmup=n["warmup"])
-        out[synthesis] = {"loop_ms": ms, "loop_overhead": ms / bare["ms"] if bare else None}
+        if mode is not None:
+            cfg = replace(cfg, compile=True, compile_mode=mode)
+        try:
+            ms = loop_step_ms(cfg, workers=4, steps=n["loop_steps"], warmup=n["warmup"])
+        except Exception as exc:  # record, go on
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            continue
+        out[name] = {"loop_ms": ms, "loop_overhead": ms / bare["ms"] if bare else None}
     return out
 
 
@@ -242,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         record.part("loop", loop, dataset, device, bare, n)
         steps = 300 * 500
         per_run = {
-            f"{r['loss']}{' compiled' if r['compile'] else ''} batch {r['batch_size']}": (
+            r["loss"] + (f" compiled ({r['compile']})" if r["compile"] else "") + " batch 4": (
                 r["ms"] * steps / 1000 / 3600
             )
             for r in rows

@@ -71,3 +71,5 @@ def test_peak_table_and_bad_options(tmp_path):
         run_bench(BenchOptions(config="smoke", workers=[-1], out=tmp_path))
     with pytest.raises(MfsrError, match="unknown loss 'lpipz'"):
         run_bench(BenchOptions(config="smoke", losses=["mse", "lpipz"], out=tmp_path))
+    with pytest.raises(MfsrError, match="--compile-mode: compile_mode must be one of"):
+        run_bench(BenchOptions(config="smoke", compile_mode="turbo", out=tmp_path))

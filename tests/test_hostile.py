@@ -242,6 +242,12 @@ CONFIG_CASES = {  # name -> (YAML text or a change appended to smoke.yaml, extra
         ["--set", "data.synthesis=device", "--set", "data.train=frozen"],
         "device needs data.train: synthetic",
     ),
+    "compile-mode-unknown": ("\ncompile: true\n", ["--set", "compile_mode=turbo"], "compile_mode"),
+    "compile-mode-without-compile": (
+        "\n",
+        ["--set", "compile_mode=reduce-overhead"],
+        "compile_mode 'reduce-overhead' needs compile: true",
+    ),
     "identity-bad-chip": (
         "\nloss: identity\nloss_options: {identity: {chip: [0.5, 0.5]}}\n",
         [],

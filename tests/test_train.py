@@ -78,6 +78,26 @@ def test_run_folder_and_checkpoints(tiny_data, tmp_path):
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
+def test_compiled_training_keeps_bare_checkpoints(tiny_data, tmp_path):
+    """compile: true with the CUDA-graph mode (on the CPU torch.compile runs without graphs):
+    the run trains, its checkpoints hold the bare model's keys (no ``_orig_mod.``), load
+    eagerly, and its weights stay within float rounding of the eager run's."""
+    sets = ("epochs=1", "compile=true", "compile_mode=reduce-overhead")
+    summary = train(load_train_config("smoke", overrides(tiny_data, tmp_path / "c", *sets)))
+    assert summary["steps"] == 4
+    compiled = model_tensors(tmp_path / "c" / "smoke")
+    eager = tmp_path / "e" / "smoke"
+    train(load_train_config("smoke", overrides(tiny_data, tmp_path / "e", "epochs=1")))
+    reference = model_tensors(eager)
+    assert compiled.keys() == reference.keys()
+    for key in reference:
+        torch.testing.assert_close(compiled[key], reference[key], rtol=1e-3, atol=1e-4)
+    model, _, meta = load_model(tmp_path / "c" / "smoke")
+    assert meta["train_config"]["compile_mode"] == "reduce-overhead"
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 3, 8, 8)).shape == (1, 3, 32, 32)  # eager, x4
+
+
 def test_existing_run_and_resume_errors(tiny_data, tmp_path):
     cfg = load_train_config("smoke", overrides(tiny_data, tmp_path, "epochs=1"))
     with pytest.raises(MfsrError, match="nothing to resume"):

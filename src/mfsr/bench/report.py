@@ -18,7 +18,8 @@ def markdown(doc: dict[str, Any]) -> str:
         f"Config `{doc['config']}` {' '.join(f'`--set {s}`' for s in doc['sets'])}: "
         f"x{model['scale']}, {model['n_frames']} frames of {w}x{h}, width {model['width']}, "
         f"depth {model['depth']}, batch {doc['batch_size']}, loss `{doc['loss']}`; "
-        f"amp {doc['amp']}, channels_last {doc['channels_last']}, compile {doc['compile']}.",
+        f"amp {doc['amp']}, channels_last {doc['channels_last']}, "
+        f"compile {doc.get('compile_mode') or doc['compile']}.",
         f"Machine: {m['cpus']} CPUs ({m['cpu']}), device {m['device']}, torch {m['torch']} "
         f"({m['torch_threads']} threads), load before {m['loadavg_before'][0]:.2f}. "
         f"Took {doc['seconds']:.0f} s; peak RSS {doc['peak_rss_mb']:.0f} MB.",

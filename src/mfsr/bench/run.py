@@ -41,6 +41,7 @@ class BenchOptions:
     workers: list[int] = field(default_factory=lambda: [0, 2])
     losses: list[str] = field(default_factory=lambda: list(SEED_LOSSES))
     compile: bool = False
+    compile_mode: str | None = None  # implies compile
     eval_images: int | None = None
 
     def counts(self) -> dict[str, int]:
@@ -119,8 +120,12 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
     for loss in opts.losses:
         parse_spec(loss)  # a misspelt --losses entry fails before any measurement
     cfg = load_train_config(opts.config, opts.sets)
-    if opts.compile:
-        cfg = replace(cfg, compile=True)
+    if opts.compile or opts.compile_mode:
+        try:
+            cfg = replace(cfg, compile=True, compile_mode=opts.compile_mode or cfg.compile_mode)
+        except ValueError as exc:
+            raise MfsrError(f"--compile-mode: {exc}") from None
+    mode = cfg.compile_mode if cfg.compile else None  # the bare step's torch.compile mode
     device = pick_device(opts.device)
     n = opts.counts()
     started = time.perf_counter()
@@ -134,6 +139,7 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
         "batch_size": cfg.batch_size,
         "loss": cfg.loss,
         "compile": cfg.compile,
+        "compile_mode": cfg.compile_mode if cfg.compile else None,
         "amp": cfg.amp if device.type == "cuda" else "none",
         "channels_last": cfg.channels_last and device.type == "cuda",
         "synthesis": cfg.data.synthesis if cfg.data.train == "synthetic" else None,
@@ -147,9 +153,7 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
     rows = []
     for loss in losses:
         say(f"bare training step, loss {loss}")
-        rows.append(
-            training.bare_step(cfg, batch, device, loss, n["steps"], n["warmup"], cfg.compile)
-        )
+        rows.append(training.bare_step(cfg, batch, device, loss, n["steps"], n["warmup"], mode))
     doc["bare_step"] = rows
     bare = rows[0]  # the config's own loss: what the loop runs
 
@@ -168,9 +172,7 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
         b = (
             bare
             if r == 0
-            else training.bare_step(
-                cfg, batch, device, cfg.loss, n["steps"], n["warmup"], cfg.compile
-            )
+            else training.bare_step(cfg, batch, device, cfg.loss, n["steps"], n["warmup"], mode)
         )
         loops = {w: training.loop_step_ms(cfg, w, n["steps"], n["warmup"]) for w in opts.workers}
         rounds.append({"bare_ms": b["ms"], "loop_ms": loops})

@@ -106,11 +106,12 @@ def bare_step(
     loss: str,
     steps: int,
     warmup: int,
-    compile_model: bool = False,
+    compile_mode: str | None = None,
 ) -> dict[str, Any]:
     """Forward + loss + backward + Adam step of ``cfg``'s model on one batch already on the
-    device, with training's CUDA settings (``amp``, ``channels_last``); FLOPs per step counted
-    by torch's FlopCounterMode (model and loss network, forward and backward)."""
+    device, with training's CUDA settings (``amp``, ``channels_last``), the model eager or
+    ``torch.compile``d in ``compile_mode``; FLOPs per step counted by torch's FlopCounterMode
+    (model and loss network, forward and backward)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from mfsr.losses import build_loss
@@ -124,10 +125,13 @@ def bare_step(
     loss_fn = build_loss(loss, device=device, random_trunk=True, **_options(cfg, loss))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp) if cuda else None
-    net = torch.compile(model) if compile_model else model
+    net = model if compile_mode is None else torch.compile(model, mode=compile_mode)
+    graphs = cuda and compile_mode in ("reduce-overhead", "max-autotune")
     frames, hr = batch["frames"].to(device), batch["hr"].to(device)
 
     def step(module: torch.nn.Module = net) -> None:
+        if graphs and module is net:
+            torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             value = loss_fn(module(frames).float(), hr)
         value.backward()
@@ -147,6 +151,7 @@ def bare_step(
     achieved = flops / seconds / 1e12
     return {
         "loss": loss,
+        "compile_mode": compile_mode,
         "ms": 1000 * seconds,
         "samples_per_s": cfg.batch_size / seconds,
         "flops_per_step": flops,

@@ -26,6 +26,12 @@ def bench(
         "mse,charbonnier,feature,lpips", help="Comma-separated losses to time the step with."
     ),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    compile_mode: str = typer.Option(
+        None,
+        "--compile-mode",
+        help="torch.compile mode (implies --compile): default, reduce-overhead (CUDA graphs), "
+        "max-autotune, max-autotune-no-cudagraphs.",
+    ),
     eval_images: int = typer.Option(None, help="Images for the metric timings (default 8/32)."),
 ) -> None:
     """Time the data feed, the training step per loss (FLOP/s, MFU on CUDA), the real
@@ -45,6 +51,7 @@ def bench(
         workers=list(workers) if workers else [0, 2],
         losses=[s.strip() for s in losses.split(",") if s.strip()],
         compile=compile_,
+        compile_mode=compile_mode,
         eval_images=eval_images,
     )
     with warnings.catch_warnings():

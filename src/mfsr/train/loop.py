@@ -197,7 +197,8 @@ def train(
             model, device_ids=[device] if cuda else None
         )
     if cfg.compile:
-        net = torch.compile(net)
+        net = torch.compile(net, mode=cfg.compile_mode)
+    graphs = cfg.compile and cuda and cfg.compile_mode in ("reduce-overhead", "max-autotune")
     bicubic_psnr = _bicubic_psnr(val_set, cfg, device) if master else None
 
     def checkpoint(name: str, full: bool) -> None:
@@ -242,6 +243,8 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             frames, hr = batch_tensors(batch, cfg, meta["hr_size"], device)
+            if graphs:  # a new step: the last step's CUDA-graph outputs may be overwritten
+                torch.compiler.cudagraph_mark_step_begin()
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 loss = loss_fn(net(frames).float(), hr)
             finite = torch.isfinite(loss.detach())
