@@ -359,3 +359,24 @@ def test_study_log_keeps_the_next_event_whole_after_a_torn_line(tmp_path):
         ("trained", "a"),
         ("evaluated", "b"),
     ]
+
+
+def test_a_study_from_before_a_setting_existed_goes_on(tmp_path):
+    """study.yaml written by an older mfsr lacks settings added since: the study ran with their
+    defaults, so it goes on; a setting that really differs is still refused."""
+    import yaml
+
+    from mfsr.study.run import _check_study_file
+
+    cfg = load_study_config("smoke", [f"out_dir={tmp_path}"])
+    _check_study_file(cfg)
+    path = cfg.study_dir / "study.yaml"
+    saved = yaml.safe_load(path.read_text())
+    del saved["evaluate"]["batch_size"], saved["parallel"]
+    path.write_text(yaml.safe_dump(saved))
+    _check_study_file(cfg)  # no error; study.yaml is rewritten in full
+    assert "batch_size" in yaml.safe_load(path.read_text())["evaluate"]
+    saved["evaluate"]["batch_size"] = cfg.evaluate.batch_size + 1
+    path.write_text(yaml.safe_dump(saved))
+    with pytest.raises(MfsrError, match="other evaluate settings"):
+        _check_study_file(cfg)

@@ -110,6 +110,28 @@ def test_existing_run_and_resume_errors(tiny_data, tmp_path):
         train(changed, resume=True)
 
 
+def test_resume_a_run_from_before_a_config_field_existed(tiny_data, tmp_path):
+    """A run whose config.yaml lacks fields added since (as an older mfsr wrote it) ran with
+    their defaults: it resumes. A field set to something else is still refused."""
+    import yaml
+
+    cfg = load_train_config("smoke", overrides(tiny_data, tmp_path, "epochs=1"))
+    train(cfg)
+    path = tmp_path / "smoke" / "config.yaml"
+    saved = yaml.safe_load(path.read_text())
+    del saved["compile_mode"], saved["data"]["synthesis"]
+    path.write_text(yaml.safe_dump(saved))
+    longer = load_train_config("smoke", overrides(tiny_data, tmp_path, "epochs=2"))
+    with pytest.raises(MfsrError, match=r"config differs.*epochs"):
+        train(longer, resume=True)
+    saved["epochs"] = 2  # as if the older run had been started for 2 epochs
+    path.write_text(yaml.safe_dump(saved))
+    assert train(longer, resume=True)["steps"] == 8
+    path.write_text("- not a config\n")
+    with pytest.raises(MfsrError, match="not a training config"):
+        train(longer, resume=True)
+
+
 def test_config_errors(tiny_data, tmp_path):
     with pytest.raises(MfsrError, match=r"optim.lrr: unknown key \(did you mean 'lr'\?\)"):
         load_train_config("smoke", ["optim.lrr=1"])

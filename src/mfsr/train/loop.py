@@ -16,6 +16,7 @@ validates, logs and writes checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -26,7 +27,7 @@ from typing import Any
 import torch
 import yaml
 
-from mfsr.config import to_dict, write_text_atomic
+from mfsr.config import from_dict, to_dict, write_text_atomic
 from mfsr.errors import MfsrError
 from mfsr.train.checkpoint import read_checkpoint, read_init_weights, save_checkpoint
 from mfsr.train.config import TrainConfig
@@ -101,6 +102,12 @@ def _check_run_dir(cfg: TrainConfig, resume: bool) -> tuple[Path, dict | None]:
         if not last.exists():
             raise MfsrError(f"{run_dir}: nothing to resume (no checkpoints/last.safetensors)")
         saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        if not isinstance(saved, dict):
+            raise MfsrError(f"{run_dir}/config.yaml: not a training config; cannot resume")
+        # a run written before a field existed ran with its default; a config this version
+        # cannot read is compared as it is, so that the differing keys are named
+        with contextlib.suppress(MfsrError):
+            saved = to_dict(from_dict(TrainConfig, saved))
         if saved != resolved:
             keys = sorted(k for k in set(saved) | set(resolved) if saved.get(k) != resolved.get(k))
             raise MfsrError(f"{run_dir}: config differs from the run's ({', '.join(keys)})")
