@@ -248,6 +248,12 @@ CONFIG_CASES = {  # name -> (YAML text or a change appended to smoke.yaml, extra
         ["--set", "compile_mode=reduce-overhead"],
         "compile_mode 'reduce-overhead' needs compile: true",
     ),
+    "workers-negative": ("\n", ["--set", "data.workers=-1"], "data: workers must be >= 0"),
+    "loader-timeout-negative": (
+        "\n",
+        ["--set", "data.loader_timeout_s=-1"],
+        "data: loader_timeout_s must be >= 0",
+    ),
     "identity-bad-chip": (
         "\nloss: identity\nloss_options: {identity: {chip: [0.5, 0.5]}}\n",
         [],

@@ -356,9 +356,19 @@ def _run_jobs(jobs, opts: BuildOptions, report: BuildReport, progress) -> None:
             if progress:
                 progress(done, len(jobs))
         return
-    with ProcessPoolExecutor(max_workers=opts.workers) as pool:
-        futures = [pool.submit(build_one, item, split, opts) for item, split in jobs]
-        for done, (job, future) in enumerate(zip(jobs, futures), 1):
-            record(job, future.result())
-            if progress:
-                progress(done, len(jobs))
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        with ProcessPoolExecutor(max_workers=opts.workers) as pool:
+            futures = [pool.submit(build_one, item, split, opts) for item, split in jobs]
+            for done, (job, future) in enumerate(zip(jobs, futures), 1):
+                record(job, future.result())
+                if progress:
+                    progress(done, len(jobs))
+    except BrokenProcessPool:
+        raise MfsrError(
+            f"data build: a worker process died abruptly (the system stops processes that run "
+            f"out of memory); the {sum(report.written.values()) + sum(report.kept.values())} "
+            f"samples finished so far are kept in {opts.out}: run the same command again, with "
+            "fewer --workers"
+        ) from None

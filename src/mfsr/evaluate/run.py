@@ -12,6 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -237,6 +238,11 @@ def _evaluate(opts: EvalOptions, progress: Progress | None) -> EvalResult:
             batch.append(item)
         flush()
         scorer.finish()
+    except BrokenProcessPool:
+        raise MfsrError(
+            "evaluate: a metric worker process died abruptly (the system stops processes that "
+            "run out of memory); nothing was written: run again with fewer --workers (0: none)"
+        ) from None
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)

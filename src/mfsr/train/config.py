@@ -52,6 +52,15 @@ class DataConfig:
     # synthetic training data: degrade in the loader workers (cpu) or batched on the training
     # device (device: workers only cut the photo; docs/data.md "Synthesis on the device")
     synthesis: Literal["cpu", "device"] = "cpu"
+    # with workers: seconds without a batch before the run stops with an error instead of
+    # waiting forever on a hung worker or a stalled disk (0: wait forever)
+    loader_timeout_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.loader_timeout_s < 0:
+            raise ValueError(f"loader_timeout_s must be >= 0, got {self.loader_timeout_s}")
 
 
 @dataclass(frozen=True)

@@ -185,4 +185,38 @@ def epoch_loader(stream: EpochStream, cfg: TrainConfig, pin_memory: bool = False
         collate_fn=collate,
         pin_memory=pin_memory,
         drop_last=False,
+        timeout=cfg.data.loader_timeout_s if cfg.data.workers > 0 else 0,
     )
+
+
+def loader_failure(exc: BaseException) -> str | None:
+    """One line saying why a DataLoader stopped, for the failures of the loader itself (a worker
+    killed or hung, an exception inside a worker, whose message is a whole traceback), or None
+    for any other exception."""
+    text = str(exc).strip()
+    if "DataLoader worker" in text and ("killed by signal" in text or "exited" in text):
+        return (
+            f"{text.splitlines()[0].rstrip('. ')} (the system stops processes that run out of "
+            "memory: fewer data.workers may help)"
+        )
+    if text.startswith("DataLoader timed out after"):
+        return (
+            f"{text.rstrip('. ')} without a batch (data.loader_timeout_s): a worker hangs or "
+            "the data source stalls"
+        )
+    if "in DataLoader worker process" in text:  # the worker's exception, re-raised here
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return f"a loader worker failed: {lines[-1]}"
+    return None
+
+
+def guarded(loader: Any, where: str, hint: Any) -> Any:
+    """Iterate ``loader``, turning its own failures (:func:`loader_failure`) into one-line
+    :class:`MfsrError`s ``"<where>: <reason>; <hint()>"``; everything else passes through."""
+    try:
+        yield from loader
+    except Exception as exc:
+        reason = loader_failure(exc)
+        if reason is None:
+            raise
+        raise MfsrError(f"{where}: {reason}; {hint()}") from None

@@ -37,6 +37,7 @@ from mfsr.train.data import (
     check_geometry,
     ensure_dataset,
     epoch_loader,
+    guarded,
     train_dataset,
     val_dataset,
 )
@@ -238,6 +239,11 @@ def train(
                 "nan_policy: skip"
             )
 
+    def resume_hint() -> str:
+        if (run_dir / "checkpoints" / "last.safetensors").exists():
+            return f"the last checkpoint in {run_dir}/checkpoints is intact: add --resume"
+        return "no checkpoint was written yet: start the run again"
+
     started = time.perf_counter()
     for epoch in range(counters["epoch"], cfg.epochs):
         first = counters["step_in_epoch"] if epoch == counters["epoch"] else 0
@@ -245,7 +251,8 @@ def train(
         model.train()
         loss_fn.train()
         tick, seen = time.perf_counter(), 0
-        for step_in_epoch, batch in enumerate(loader, start=first):
+        batches = guarded(loader, f"training data, epoch {epoch + 1}", resume_hint)
+        for step_in_epoch, batch in enumerate(batches, start=first):
             lr = lr_at(cfg, counters["step"])
             for group in optimizer.param_groups:
                 group["lr"] = lr
