@@ -17,8 +17,8 @@ Same model, same parameters; not the same bits: OpenCV's warp works in fixed poi
 coordinates, uint8 weights), and the noise comes from a torch generator (seeded per batch from
 the samples' streams: reproducible, resume-exact) instead of the sample's ``numpy`` stream.
 ``tests/test_device_synthesis.py`` measures the difference against the CPU path on real faces
-(docs/data.md). Hand-written rather than a library's (kornia, for one,
-is not a dependency) because it must follow mfsr's own degradation model step for step.
+(docs/data.md). Hand-written rather than a library's (kornia, for one, is not a dependency)
+because it must follow mfsr's own degradation model step for step.
 """
 
 from __future__ import annotations
