@@ -380,3 +380,39 @@ def test_a_study_from_before_a_setting_existed_goes_on(tmp_path):
     path.write_text(yaml.safe_dump(saved))
     with pytest.raises(MfsrError, match="other evaluate settings"):
         _check_study_file(cfg)
+
+
+def test_a_killed_run_subprocess_is_named(study_data, tmp_path, no_trunks, monkeypatch):
+    """A run subprocess killed by a signal (as the out-of-memory killer does) is reported as
+    such, and the study stops with the failed run named; nothing else is lost."""
+    import subprocess
+    import sys
+
+    cfg = smoke_config(
+        study_data,
+        tmp_path,
+        tmp_path / "cache",
+        name="killed",
+        losses=("mse",),
+        seeds=(5,),
+        baselines=dataclasses.replace(
+            load_study_config("smoke").baselines, classical=False, single_frame=False
+        ),
+        parallel=dataclasses.replace(load_study_config("smoke").parallel, devices=(0,)),
+    )
+    real_run = subprocess.run
+    suicide = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"]
+
+    def run(cmd, *args, **kwargs):
+        return real_run(suicide if "train" in cmd else cmd, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", run)
+    stages: list[str] = []
+
+    class Stages(Reporter):
+        def stage(self, text: str) -> None:
+            stages.append(text)
+
+    with pytest.raises(MfsrError, match=r"1 run\(s\) failed: mse-s5"):
+        run_study(cfg, Stages())
+    assert any("FAILED mse-s5 (killed by SIGKILL: the system stops" in s for s in stages), stages

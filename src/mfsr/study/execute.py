@@ -204,7 +204,7 @@ def _train_parallel(
                 if code != 0 or run_state(cfg) != "finished":
                     failed.append(cfg.name)
                     log_event(study.study_dir, "failed", run=cfg.name, code=code, seconds=seconds)
-                    reporter.stage(f"FAILED {cfg.name} (exit {code}); see {logs}/{cfg.name}.log")
+                    reporter.stage(f"FAILED {cfg.name} ({ended(code)}); see {logs}/{cfg.name}.log")
                     continue
                 _record_training(study, cfg, resume, counts, seconds, devices=group)
                 reporter.stage(f"finished {cfg.name} in {seconds:.0f} s")
@@ -219,6 +219,20 @@ def _train_parallel(
             f"{len(failed)} run(s) failed: {', '.join(sorted(failed))}; see "
             f"{logs}/<run>.log, fix the cause and rerun the study (finished runs are kept)"
         )
+
+
+def ended(code: int) -> str:
+    """How a subprocess ended, from its return code (negative: the signal that killed it)."""
+    if code >= 0:
+        return f"exit {code}"
+    import signal
+
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    why = ": the system stops processes that run out of memory" if name == "SIGKILL" else ""
+    return f"killed by {name}{why}"
 
 
 def eval_device(study: StudyConfig) -> str:
