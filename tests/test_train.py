@@ -322,3 +322,27 @@ def test_smoke_preset_from_the_command_line(tmp_path, lfw_root):
     assert "best val PSNR" in result.stderr
     _, cfg, meta = load_model(tmp_path / "runs" / "smoke" / "checkpoints" / "last.safetensors")
     assert cfg.scale == 4 and meta["counters"]["step"] == 10
+
+
+def test_validation_batches_are_read_once_and_kept_exactly(tiny_data, monkeypatch):
+    """The first pass reads the val samples from disk and keeps their 8-bit values; later
+    passes give exactly the same float tensors without reading anything. Over the memory
+    budget, or after a pass that stopped early, nothing is kept."""
+    import mfsr.train.data as tdata
+    from mfsr.train.data import ValBatches, val_dataset
+
+    cfg = load_train_config("smoke", overrides(tiny_data, Path("unused"), "data.val_limit=3"))
+    batches = ValBatches(val_dataset(cfg), 2, torch.device("cpu"))
+    first = list(batches)
+    assert [f.shape[0] for f, _ in first] == [2, 1] and batches.kept is not None
+    batches.val_set = None  # nothing left to read from
+    again = list(batches)
+    for (f1, h1), (f2, h2) in zip(first, again, strict=True):
+        assert torch.equal(f1, f2) and torch.equal(h1, h2)
+
+    partial = ValBatches(val_dataset(cfg), 2, torch.device("cpu"))
+    next(iter(partial))
+    assert partial.kept is None
+    monkeypatch.setattr(tdata, "VAL_CACHE_BYTES", 100)
+    big = ValBatches(val_dataset(cfg), 2, torch.device("cpu"))
+    assert len(list(big)) == 2 and big.kept is None

@@ -33,6 +33,7 @@ from mfsr.train.checkpoint import read_checkpoint, read_init_weights, save_check
 from mfsr.train.config import TrainConfig
 from mfsr.train.data import (
     EpochStream,
+    ValBatches,
     batch_tensors,
     check_geometry,
     ensure_dataset,
@@ -207,7 +208,8 @@ def train(
     if cfg.compile:
         net = torch.compile(net, mode=cfg.compile_mode)
     graphs = cfg.compile and cuda and cfg.compile_mode in ("reduce-overhead", "max-autotune")
-    bicubic_psnr = _bicubic_psnr(val_set, cfg, device) if master else None
+    val_batches = ValBatches(val_set, cfg.batch_size, device)  # read once, then kept
+    bicubic_psnr = _bicubic_psnr(val_batches, cfg) if master else None
 
     def checkpoint(name: str, full: bool) -> None:
         meta_doc = {
@@ -301,7 +303,7 @@ def train(
             if end_of_epoch:
                 counters["epoch"], counters["step_in_epoch"] = epoch + 1, 0
             if end_of_epoch and master:
-                values = _validate(model, loss_fn, val_set, cfg, device, run_dir, epoch)
+                values = _validate(model, loss_fn, val_batches, cfg, run_dir, epoch)
                 values["bicubic_psnr"] = bicubic_psnr
                 log.val(counters["step"], epoch, values)
                 if on_epoch is not None:
@@ -342,37 +344,27 @@ def _write_json(path: Path, data: dict) -> None:
     write_text_atomic(path, json.dumps(data, indent=1, default=str) + "\n")
 
 
-def _val_loader(val_set, cfg: TrainConfig):
-    from mfsr.data.dataset import collate
-
-    return torch.utils.data.DataLoader(
-        val_set, batch_size=cfg.batch_size, shuffle=False, num_workers=0, collate_fn=collate
-    )
-
-
 @torch.no_grad()
-def _bicubic_psnr(val_set, cfg: TrainConfig, device: torch.device) -> float:
+def _bicubic_psnr(val_batches: ValBatches, cfg: TrainConfig) -> float:
     """Mean validation PSNR of bicubic upsampling of the reference frame (the bar to clear)."""
     from mfsr.models import ModelConfig, build_model
 
     bicubic = build_model(
         replace(ModelConfig(), name="bicubic", n_frames=cfg.model.n_frames, scale=cfg.model.scale)
     )
-    values = [
-        quality(bicubic(b["frames"].to(device)), b["hr"].to(device))[0]
-        for b in _val_loader(val_set, cfg)
-    ]
+    values = [quality(bicubic(frames), hr)[0] for frames, hr in val_batches]
     return float(torch.cat(values).mean())
 
 
 @torch.no_grad()
-def _validate(model, loss_fn, val_set, cfg: TrainConfig, device, run_dir: Path, epoch: int) -> dict:
+def _validate(
+    model, loss_fn, val_batches: ValBatches, cfg: TrainConfig, run_dir: Path, epoch: int
+) -> dict:
     """Loss, PSNR and SSIM on the validation samples; writes the epoch's sample image."""
     model.eval()
     loss_fn.eval()
     losses, psnrs, ssims, first = [], [], [], None
-    for batch in _val_loader(val_set, cfg):
-        frames, hr = batch["frames"].to(device), batch["hr"].to(device)
+    for frames, hr in val_batches:
         sr = model(frames).float()
         losses.append(float(loss_fn(sr, hr)) * frames.shape[0])
         p, s = quality(sr, hr)
