@@ -33,7 +33,9 @@ def tiny_data(tiny_dataset):
 
 def train_args(data, out, *extra: str) -> list[str]:
     args = ["train", "--config", "smoke"]
-    for item in overrides(data, out, "data.workers=1", "epochs=2", *extra):
+    for item in overrides(
+        data, out, "data.workers=1", "epochs=2", "data.loader_timeout_s=20", *extra
+    ):
         args += ["--set", item]
     return args
 
@@ -126,3 +128,20 @@ def test_a_killed_metric_worker_is_one_line(tiny_data, tmp_path, monkeypatch, ca
     code, output = run(capsys, *args, "--workers", "1", "--no-ffr", "--no-lpips")
     assert_one_line_error(code, output, "metric worker process died", "fewer --workers")
     assert not (out / "summary.json").exists()
+
+
+def test_workers_start_after_opencv_ran_in_parallel_here(tiny_data, tmp_path, capsys):
+    """Once this process has run a parallel OpenCV call, setting OpenCV's thread count inside
+    a forked worker waits forever; the loader forks its workers with the pool stopped."""
+    import cv2
+    import numpy as np
+
+    image = np.random.default_rng(0).integers(0, 256, (1500, 1500, 3), dtype=np.uint8)
+    with_threads = max(2, cv2.getNumThreads())
+    cv2.setNumThreads(with_threads)
+    for _ in range(3):
+        cv2.GaussianBlur(image, (31, 31), 5)  # starts OpenCV's worker threads
+    args = train_args(tiny_data, tmp_path, "epochs=1", "data.loader_timeout_s=30")
+    code, output = run(capsys, *args)
+    assert code == 0, output
+    assert cv2.getNumThreads() == with_threads  # restored

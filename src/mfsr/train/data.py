@@ -12,12 +12,14 @@ sampler state.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from mfsr.data.dataset import SequenceDataset, SourceImage, SyntheticSequenceDataset
 from mfsr.errors import MfsrError
@@ -209,27 +211,48 @@ def batch_tensors(
     return batch["frames"].to(device, non_blocking=True), batch["hr"].to(device, non_blocking=True)
 
 
-def _single_threaded_worker(worker_id: int) -> None:
-    """Loader workers synthesise one sample at a time: one OpenCV thread each (torch already
-    sets one), so K workers and the training step do not oversubscribe the cores."""
+@contextlib.contextmanager
+def opencv_threads(n: int) -> Iterator[None]:
+    """OpenCV's thread count set to ``n`` for the block, restored after."""
     import cv2
 
-    cv2.setNumThreads(1)
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(n)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
+
+
+class _ForkSafeLoader(DataLoader):
+    """A DataLoader whose worker processes are forked with OpenCV's thread pool stopped.
+
+    Loader workers synthesise one sample at a time with one OpenCV thread each (torch already
+    gives them one), so K workers and the training step do not oversubscribe the cores. That
+    cannot be set inside a worker: once this process has run a parallel OpenCV call, the
+    forked child inherits a pool whose threads it does not have, and ``cv2.setNumThreads``
+    there waits for them forever (measured: opencv-python 4.x, pthreads backend). So the pool
+    is stopped (1 thread) while the workers are forked, which they inherit, and restored.
+    """
+
+    def __iter__(self) -> Any:
+        if self.num_workers == 0:
+            return super().__iter__()
+        with opencv_threads(1):
+            return super().__iter__()
 
 
 def epoch_loader(stream: EpochStream, cfg: TrainConfig, pin_memory: bool = False) -> Any:
     """The training DataLoader over ``stream``: batches of ``cfg.batch_size`` in stream order,
     ``cfg.data.workers`` single-threaded worker processes, mfsr's ``collate``."""
-    import torch
 
     from mfsr.data.dataset import collate
 
-    return torch.utils.data.DataLoader(
+    return _ForkSafeLoader(
         stream,
         batch_size=cfg.batch_size,
         shuffle=False,
         num_workers=cfg.data.workers,
-        worker_init_fn=_single_threaded_worker,
         collate_fn=collate,
         pin_memory=pin_memory,
         drop_last=False,
