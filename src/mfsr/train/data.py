@@ -245,7 +245,6 @@ class _ForkSafeLoader(DataLoader):
 def epoch_loader(stream: EpochStream, cfg: TrainConfig, pin_memory: bool = False) -> Any:
     """The training DataLoader over ``stream``: batches of ``cfg.batch_size`` in stream order,
     ``cfg.data.workers`` single-threaded worker processes, mfsr's ``collate``."""
-
     from mfsr.data.dataset import collate
 
     return _ForkSafeLoader(
