@@ -168,6 +168,15 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     return obj
 
 
+def with_defaults(cls: type, data: Any) -> Any:
+    """A saved config ``data`` of dataclass ``cls`` as this version would write it: fields added
+    since it was written get their defaults (the run used them). Returned unchanged if this
+    version cannot read it, so that a comparison still names the differing keys."""
+    with contextlib.suppress(MfsrError, AttributeError):
+        return to_dict(from_dict(cls, data))
+    return data
+
+
 def load_dataclass(cls: type[T], path: str | Path) -> T:
     """Read YAML ``path`` into dataclass ``cls`` strictly (see :func:`from_dict`)."""
     return from_dict(cls, read_yaml(path), where=f"{path}: ")

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from mfsr.train.config import TrainConfig
+from mfsr.train.config import CUDA_GRAPH_MODES, TrainConfig
 
 #: Dense bf16 tensor-core peak, TFLOP/s, by a substring of ``torch.cuda.get_device_name()``
 #: (vendor data sheets; the SXM figures for H100/H200). Checked in order: first match wins.
@@ -126,7 +126,7 @@ def bare_step(
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp) if cuda else None
     net = model if compile_mode is None else torch.compile(model, mode=compile_mode)
-    graphs = cuda and compile_mode in ("reduce-overhead", "max-autotune")
+    graphs = cuda and compile_mode in CUDA_GRAPH_MODES
     frames, hr = batch["frames"].to(device), batch["hr"].to(device)
 
     def step(module: torch.nn.Module = net) -> None:

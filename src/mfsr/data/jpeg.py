@@ -178,9 +178,9 @@ def _code_blocks(blocks: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     x = blocks.to(torch.float64) - 128.0
     x = _pass(_pass(x, c["fdct_rows"], columns=False), c["fdct_cols"], columns=True)
     # x is the DCT scaled by 8: round half away from zero of x / (8 q), as libjpeg's quantiser
-    divisor = table.to(torch.float64) * 8.0
-    coef = torch.sign(x) * torch.floor((x.abs() + divisor * 0.5) / divisor)
-    x = coef * table.to(torch.float64)
+    q = table.to(torch.float64)
+    coef = torch.sign(x) * torch.floor((x.abs() + 4.0 * q) / (8.0 * q))
+    x = coef * q
     x = _pass(_pass(x, c["idct_cols"], columns=True), c["idct_rows"], columns=False)
     return (x + 128.0).clamp(0.0, 255.0).to(torch.int64)
 

@@ -18,7 +18,6 @@ figures and report are rebuilt from the evaluations on every call (seconds).
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from mfsr.config import from_dict, to_dict
+from mfsr.config import to_dict, with_defaults
 from mfsr.errors import MfsrError
 from mfsr.study import plan
 from mfsr.study.config import PIXEL, StudyConfig, loss_slug
@@ -53,10 +52,7 @@ def _check_study_file(study: StudyConfig) -> None:
     path = study.study_dir / "study.yaml"
     now = to_dict(study)
     if path.is_file():
-        before = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        # a study written before a field existed ran with its default
-        with contextlib.suppress(MfsrError, AttributeError):
-            before = to_dict(from_dict(StudyConfig, before))
+        before = with_defaults(StudyConfig, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
         changed = [k for k in FIXED if before.get(k) != now.get(k)]
         if changed:
             raise MfsrError(

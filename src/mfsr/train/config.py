@@ -19,6 +19,8 @@ REPO_CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
+#: compile modes that replay the model as CUDA graphs (each step must mark its start)
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ validates, logs and writes checkpoints.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -27,10 +26,10 @@ from typing import Any
 import torch
 import yaml
 
-from mfsr.config import from_dict, to_dict, write_text_atomic
+from mfsr.config import to_dict, with_defaults, write_text_atomic
 from mfsr.errors import MfsrError
 from mfsr.train.checkpoint import read_checkpoint, read_init_weights, save_checkpoint
-from mfsr.train.config import TrainConfig
+from mfsr.train.config import CUDA_GRAPH_MODES, TrainConfig
 from mfsr.train.data import (
     EpochStream,
     ValBatches,
@@ -106,10 +105,7 @@ def _check_run_dir(cfg: TrainConfig, resume: bool) -> tuple[Path, dict | None]:
         saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
         if not isinstance(saved, dict):
             raise MfsrError(f"{run_dir}/config.yaml: not a training config; cannot resume")
-        # a run written before a field existed ran with its default; a config this version
-        # cannot read is compared as it is, so that the differing keys are named
-        with contextlib.suppress(MfsrError):
-            saved = to_dict(from_dict(TrainConfig, saved))
+        saved = with_defaults(TrainConfig, saved)
         if saved != resolved:
             keys = sorted(k for k in set(saved) | set(resolved) if saved.get(k) != resolved.get(k))
             raise MfsrError(f"{run_dir}: config differs from the run's ({', '.join(keys)})")
@@ -207,7 +203,7 @@ def train(
         )
     if cfg.compile:
         net = torch.compile(net, mode=cfg.compile_mode)
-    graphs = cfg.compile and cuda and cfg.compile_mode in ("reduce-overhead", "max-autotune")
+    graphs = cfg.compile and cuda and cfg.compile_mode in CUDA_GRAPH_MODES
     val_batches = ValBatches(val_set, cfg.batch_size, device)  # read once, then kept
     bicubic_psnr = _bicubic_psnr(val_batches, cfg) if master else None
 
