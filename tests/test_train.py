@@ -7,6 +7,7 @@ import itertools
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -346,3 +347,60 @@ def test_validation_batches_are_read_once_and_kept_exactly(tiny_data, monkeypatc
     monkeypatch.setattr(tdata, "VAL_CACHE_BYTES", 100)
     big = ValBatches(val_dataset(cfg), 2, torch.device("cpu"))
     assert len(list(big)) == 2 and big.kept is None
+
+
+class Indices(torch.utils.data.Dataset):
+    """A base dataset whose sample is its own index."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+def test_one_run_stream_gives_each_epochs_samples_and_resumes_mid_epoch():
+    """The run's stream is the epochs' streams one after the other (seeded permutations per
+    epoch, K processes slicing each global batch); a stream started at (epoch, step), as on
+    resume, is exactly the tail of the whole run's."""
+    from mfsr.train.data import TrainStream, epoch_order
+
+    cfg = load_train_config("smoke", ["epochs=3", "steps_per_epoch=5", "batch_size=2", "seed=7"])
+    base = Indices(7)
+    whole = TrainStream(base, cfg, rank=0, world=1)
+    assert len(whole) == 3 * 5 * 2
+    expected = [int(i) for e in range(3) for i in epoch_order(7, 10, 7, e)]
+    assert [whole[i] for i in range(len(whole))] == expected
+    tail = TrainStream(base, cfg, rank=0, world=1, first_epoch=1, first_step=3)
+    assert [tail[i] for i in range(len(tail))] == expected[16:]
+    with pytest.raises(IndexError):
+        tail[len(tail)]
+
+    half = replace(cfg, batch_size=1)  # two processes of batch 1 = one of batch 2
+    ranks = [TrainStream(base, half, rank=r, world=2) for r in (0, 1)]
+    interleaved = [ranks[i % 2][i // 2] for i in range(30)]
+    assert interleaved == expected
+    assert TrainStream(base, cfg, 0, 1, first_epoch=3).__len__() == 0
+
+
+def test_loader_workers_are_forked_once_per_run(tiny_data, tmp_path, monkeypatch):
+    """Three epochs with one loader worker: every sample comes from the same worker process
+    (a loader per epoch forked a new one each epoch, and waited for it)."""
+    from mfsr.data.dataset import SyntheticSequenceDataset
+
+    original, pids = SyntheticSequenceDataset.sample, tmp_path / "pids"
+    pids.mkdir()
+
+    def sample(self, index, key):  # runs in the forked worker: leaves its pid behind
+        (pids / str(os.getpid())).touch()
+        return original(self, index, key)
+
+    monkeypatch.setattr(SyntheticSequenceDataset, "sample", sample)
+    cfg = load_train_config("smoke", overrides(tiny_data, tmp_path, "data.workers=1"))
+    summary = train(cfg)
+    assert summary["steps"] == 12
+    workers = {p.name for p in pids.iterdir()}
+    assert len(workers) == 1 and workers != {str(os.getpid())}

@@ -40,11 +40,14 @@ def train_args(data, out, *extra: str) -> list[str]:
     return args
 
 
-def fail_in_epoch_2(monkeypatch, action) -> None:
+def fail_in_epoch_2(monkeypatch, action, from_position: int = 0) -> None:
+    """Run ``action`` in the worker that prepares epoch 2's samples from ``from_position`` on
+    (the run's one loader prepares them ahead, while epoch 1 still runs)."""
     original = SyntheticSequenceDataset.sample
 
     def sample(self, index, key):
-        if key[0] == 1 and torch.utils.data.get_worker_info() is not None:
+        in_worker = torch.utils.data.get_worker_info() is not None
+        if key[0] == 1 and key[1] >= from_position and in_worker:
             action()
         return original(self, index, key)
 
@@ -52,7 +55,9 @@ def fail_in_epoch_2(monkeypatch, action) -> None:
 
 
 def test_a_killed_loader_worker_stops_the_run_resumably(tiny_data, tmp_path, monkeypatch, capsys):
-    fail_in_epoch_2(monkeypatch, lambda: os.kill(os.getpid(), signal.SIGKILL))
+    # from step 2 of epoch 2 (batch 2): the worker is asked for that batch once the main
+    # process has taken step 0's, after epoch 1's checkpoint
+    fail_in_epoch_2(monkeypatch, lambda: os.kill(os.getpid(), signal.SIGKILL), from_position=4)
     code, output = run(capsys, *train_args(tiny_data, tmp_path))
     assert_one_line_error(
         code,
@@ -66,6 +71,33 @@ def test_a_killed_loader_worker_stops_the_run_resumably(tiny_data, tmp_path, mon
     code, output = run(capsys, *train_args(tiny_data, tmp_path), "--resume")
     assert code == 0, output
     assert (tmp_path / "smoke" / "summary.json").is_file()
+
+
+def test_a_worker_killed_while_the_run_validates_is_one_line(
+    tiny_data, tmp_path, monkeypatch, capsys
+):
+    """torch reports a killed worker from its SIGCHLD handler, wherever the main process is:
+    here in validation, while the worker prepares the next epoch's first batch."""
+    import mfsr.train.loop as loop
+
+    validating = tmp_path / "validating"
+
+    def die_once_validating():
+        while not validating.exists():
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def slow_validate(*args, **kwargs):
+        validating.touch()
+        time.sleep(30)  # the signal's exception ends this
+        raise AssertionError("the killed worker went unnoticed")
+
+    fail_in_epoch_2(monkeypatch, die_once_validating)
+    monkeypatch.setattr(loop, "_validate", slow_validate)
+    code, output = run(capsys, *train_args(tiny_data, tmp_path))
+    assert_one_line_error(
+        code, output, "training data, epoch 2", "is killed by signal", "start the run again"
+    )
 
 
 def test_an_exception_in_a_loader_worker_is_one_line(tiny_data, tmp_path, monkeypatch, capsys):

@@ -65,11 +65,11 @@ def time_calls(fn: Callable[[], Any], calls: int, warmup: int, device: torch.dev
 def stream(cfg: TrainConfig, dataset: Any, steps: int | None = None) -> Any:
     """Epoch 0 of the training stream over ``dataset`` (from
     :func:`mfsr.train.data.train_dataset`, built once), ``steps`` batches long."""
-    from mfsr.train.data import EpochStream
+    from mfsr.train.data import TrainStream
 
     if steps is not None:
         cfg = replace(cfg, steps_per_epoch=steps)
-    return EpochStream(dataset, cfg, epoch=0, rank=0, world=1, first_step=0)
+    return TrainStream(dataset, cfg, rank=0, world=1, end_epoch=1)
 
 
 def first_batch(cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
@@ -176,10 +176,10 @@ def feed_rate(cfg: TrainConfig, dataset: Any, workers: int, batches: int) -> flo
     """Samples/s the training data pipeline (the loop's DataLoader, ``workers`` processes)
     delivers, alone, after one warm-up batch (worker start-up excluded). With
     ``data.synthesis: device`` that is plans, whose device half :func:`synthesis_step` times."""
-    from mfsr.train.data import epoch_loader
+    from mfsr.train.data import train_loader
 
     cfg = replace(cfg, data=replace(cfg.data, workers=workers))
-    it = iter(epoch_loader(stream(cfg, dataset, batches + 1), cfg))
+    it = iter(train_loader(stream(cfg, dataset, batches + 1), cfg))
     next(it)
     start = time.perf_counter()
     n = sum(len(next(it)["id"]) for _ in range(batches))

@@ -31,14 +31,14 @@ from mfsr.errors import MfsrError
 from mfsr.train.checkpoint import read_checkpoint, read_init_weights, save_checkpoint
 from mfsr.train.config import CUDA_GRAPH_MODES, TrainConfig
 from mfsr.train.data import (
-    EpochStream,
+    TrainStream,
     ValBatches,
     batch_tensors,
     check_geometry,
     ensure_dataset,
-    epoch_loader,
-    guarded,
+    loader_errors,
     train_dataset,
+    train_loader,
     val_dataset,
 )
 from mfsr.train.logs import RunLog, environment, save_samples
@@ -243,76 +243,89 @@ def train(
         return "no checkpoint was written yet: start the run again"
 
     started = time.perf_counter()
-    for epoch in range(counters["epoch"], cfg.epochs):
-        first = counters["step_in_epoch"] if epoch == counters["epoch"] else 0
-        loader = epoch_loader(EpochStream(train_set, cfg, epoch, rank, world, first), cfg, cuda)
-        model.train()
-        loss_fn.train()
-        tick, seen = time.perf_counter(), 0
-        batches = guarded(loader, f"training data, epoch {epoch + 1}", resume_hint)
-        for step_in_epoch, batch in enumerate(batches, start=first):
-            lr = lr_at(cfg, counters["step"])
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            frames, hr = batch_tensors(batch, cfg, meta["hr_size"], device)
-            if graphs:  # a new step: the last step's CUDA-graph outputs may be overwritten
-                torch.compiler.cudagraph_mark_step_begin()
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss = loss_fn(net(frames).float(), hr)
-            finite = torch.isfinite(loss.detach())
-            if cfg.nan_policy == "stop":  # no host sync: remembered on the device, checked below
-                first_bad = torch.where(finite | (bad[0] >= 0), bad[0], step_on_device)
-                bad = (first_bad, torch.where(first_bad == step_on_device, loss.detach(), bad[1]))
-            step_on_device += 1
-            if cfg.nan_policy == "skip" and not finite:  # deciding to skip needs the value
-                optimizer.zero_grad(set_to_none=True)
-                counters["skipped"] += 1
-            else:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                clip = cfg.optim.grad_clip if cfg.optim.grad_clip is not None else math.inf
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-            counters["step"] += 1
-            counters["step_in_epoch"] = step_in_epoch + 1
-            seen += frames.shape[0] * world
-            info = None
-            end_of_epoch = counters["step_in_epoch"] == cfg.steps_per_epoch
-            periodic = cfg.checkpoint_every and counters["step"] % cfg.checkpoint_every == 0
-            log_step = master and counters["step"] % cfg.log_every == 0
-            if log_step or end_of_epoch or periodic:  # host syncs only on these steps
-                stop_if_diverged()
-            if log_step:
-                finite = bool(finite)
-                info = {
-                    "loss": float(loss.detach()),
-                    "lr": lr,
-                    "samples_per_s": seen / max(time.perf_counter() - tick, 1e-9),
-                    "terms": {k: float(v) for k, v in loss_fn.last_terms.items()},
-                    "grad_norm": float(grad_norm) if finite else None,
-                }
-                log.train(counters["step"], epoch, info)
-            if master and progress is not None:
-                progress(epoch, counters["step_in_epoch"], cfg.steps_per_epoch, info)
-            if end_of_epoch:
-                counters["epoch"], counters["step_in_epoch"] = epoch + 1, 0
-            if end_of_epoch and master:
-                values = _validate(model, loss_fn, val_batches, cfg, run_dir, epoch)
-                values["bicubic_psnr"] = bicubic_psnr
-                log.val(counters["step"], epoch, values)
-                if on_epoch is not None:
-                    on_epoch(epoch, values)
-                best = counters["best_psnr"]
-                if best is None or values["psnr"] > best:
-                    counters["best_psnr"] = values["psnr"]
-                    checkpoint("best", full=False)
-                model.train()
-            if master and (end_of_epoch or periodic):
-                checkpoint("last", full=True)
-            if world > 1 and end_of_epoch:
-                torch.distributed.barrier()
+    # one loader for the rest of the run (its workers are forked once), split into epochs here
+    stream = TrainStream(train_set, cfg, rank, world, counters["epoch"], counters["step_in_epoch"])
+    loader = train_loader(stream, cfg, cuda)
+
+    def failure_at() -> str:
+        return f"training data, epoch {counters['epoch'] + 1}"
+
+    with loader_errors(failure_at, resume_hint):
+        batches = iter(loader)
+        for epoch in range(counters["epoch"], cfg.epochs):
+            first = counters["step_in_epoch"] if epoch == counters["epoch"] else 0
+            model.train()
+            loss_fn.train()
+            tick, seen = time.perf_counter(), 0
+            # range first: zip stops at the epoch's end without taking the next epoch's batch
+            for step_in_epoch, batch in zip(range(first, cfg.steps_per_epoch), batches):
+                lr = lr_at(cfg, counters["step"])
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                frames, hr = batch_tensors(batch, cfg, meta["hr_size"], device)
+                if graphs:  # a new step: the last step's CUDA-graph outputs may be overwritten
+                    torch.compiler.cudagraph_mark_step_begin()
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    loss = loss_fn(net(frames).float(), hr)
+                finite = torch.isfinite(loss.detach())
+                # nan_policy stop: no host sync; remembered on the device, checked below
+                if cfg.nan_policy == "stop":
+                    first_bad = torch.where(finite | (bad[0] >= 0), bad[0], step_on_device)
+                    bad = (
+                        first_bad,
+                        torch.where(first_bad == step_on_device, loss.detach(), bad[1]),
+                    )
+                step_on_device += 1
+                if cfg.nan_policy == "skip" and not finite:  # deciding to skip needs the value
+                    optimizer.zero_grad(set_to_none=True)
+                    counters["skipped"] += 1
+                else:
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)
+                    clip = cfg.optim.grad_clip if cfg.optim.grad_clip is not None else math.inf
+                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    optimizer.zero_grad(set_to_none=True)
+                counters["step"] += 1
+                counters["step_in_epoch"] = step_in_epoch + 1
+                seen += frames.shape[0] * world
+                info = None
+                end_of_epoch = counters["step_in_epoch"] == cfg.steps_per_epoch
+                periodic = cfg.checkpoint_every and counters["step"] % cfg.checkpoint_every == 0
+                log_step = master and counters["step"] % cfg.log_every == 0
+                if log_step or end_of_epoch or periodic:  # host syncs only on these steps
+                    stop_if_diverged()
+                if log_step:
+                    finite = bool(finite)
+                    info = {
+                        "loss": float(loss.detach()),
+                        "lr": lr,
+                        "samples_per_s": seen / max(time.perf_counter() - tick, 1e-9),
+                        "terms": {k: float(v) for k, v in loss_fn.last_terms.items()},
+                        "grad_norm": float(grad_norm) if finite else None,
+                    }
+                    log.train(counters["step"], epoch, info)
+                if master and progress is not None:
+                    progress(epoch, counters["step_in_epoch"], cfg.steps_per_epoch, info)
+                if end_of_epoch:
+                    counters["epoch"], counters["step_in_epoch"] = epoch + 1, 0
+                if end_of_epoch and master:
+                    values = _validate(model, loss_fn, val_batches, cfg, run_dir, epoch)
+                    values["bicubic_psnr"] = bicubic_psnr
+                    log.val(counters["step"], epoch, values)
+                    if on_epoch is not None:
+                        on_epoch(epoch, values)
+                    best = counters["best_psnr"]
+                    if best is None or values["psnr"] > best:
+                        counters["best_psnr"] = values["psnr"]
+                        checkpoint("best", full=False)
+                    model.train()
+                if master and (end_of_epoch or periodic):
+                    checkpoint("last", full=True)
+                if world > 1 and end_of_epoch:
+                    torch.distributed.barrier()
+        del batches  # stops the loader's workers now, not when collected
     log.close()
     summary = {
         "steps": counters["step"],
