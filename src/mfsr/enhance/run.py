@@ -3,7 +3,8 @@
 :func:`enhance_video` tracks the face (:mod:`mfsr.enhance.source`), chooses windows
 (:func:`mfsr.enhance.geometry.select_windows`), checks the face size against the model
 (:func:`mfsr.enhance.geometry.check_face_size`), then streams registered LR windows through the
-model ``batch_size`` at a time and writes each result as soon as its batch is done. Memory is
+model ``batch_size`` at a time (fewer when they would not fit in memory:
+:mod:`mfsr.enhance.memory`) and writes each result as soon as its batch is done. Memory is
 bounded by one window of frame patches plus one batch, whatever the clip's length.
 
 :func:`enhance_frames` does the same for already-cropped frames given as image files.
@@ -25,6 +26,7 @@ from mfsr.data.images import read_rgb
 from mfsr.data.track import DEFAULT_ENLARGE
 from mfsr.data.video import UPSAMPLE_LEVELS, track_face
 from mfsr.enhance.geometry import check_face_size, frame_plan, round_multiple, select_windows
+from mfsr.enhance.memory import BatchCalls, fit_batch
 from mfsr.enhance.model import Enhancer, bicubic_reference
 from mfsr.enhance.outputs import check_out, prepare_out, write_face, write_json
 from mfsr.enhance.source import (
@@ -139,6 +141,7 @@ def enhance_video(
     if max_frames is not None and max_frames < 1:
         raise MfsrError(f"--max-frames must be >= 1, got {max_frames}")
     check_out(out, overwrite)  # refuse early, before the slow tracking
+    batch_size = fit_batch(enhancer, batch_size, log)  # also before tracking
     n = enhancer.n_frames
     started = time.perf_counter()
     track_progress = None if progress is None else lambda d, t: progress("track", d, t)
@@ -181,10 +184,11 @@ def enhance_video(
         register=register,
         progress=None if progress is None else lambda d, t: progress("enhance", d, t),
     )
+    calls = BatchCalls(enhancer, batch_size, log)
     for batch in _batches(stream, batch_size):
         lr = np.stack([w.lr for w in batch])
         t0 = time.perf_counter()
-        faces = enhancer(lr)
+        faces = calls(lr)
         t1 = time.perf_counter()
         bicubic = bicubic_reference(lr, enhancer.scale)
         for w, face, bic in zip(batch, faces, bicubic):
@@ -229,7 +233,7 @@ def enhance_video(
             "coordinates": "crops [cx, cy, side] in px of the processed (downscaled) frames",
         },
         "face_size": size.to_dict(),
-        **_model_doc(enhancer, batch_size),
+        **_model_doc(enhancer, calls.batch),
         "selection": {
             "mode": "at" if at else "all" if every_frame else "every",
             "every": None if (at or every_frame) else (every or n),
@@ -330,6 +334,7 @@ def enhance_frames(
     files = [Path(p) for p in paths]
     started = time.perf_counter()
     check_out(out, overwrite)
+    fit_batch(enhancer, 1, log)  # one window must fit
     plan, ref, note = frame_plan(len(files), enhancer.n_frames)
     if note:
         log(note)
@@ -338,7 +343,7 @@ def enhance_frames(
     window = np.stack([images[i] for i in plan])
     shifts = measure_shifts(window)
     t0 = time.perf_counter()
-    face = enhancer(window[None])[0]
+    face = BatchCalls(enhancer, 1, log)(window[None])[0]
     model_s = time.perf_counter() - t0
     bicubic = bicubic_reference(window[None], enhancer.scale)[0]
     names = write_face(out, ref, face, bicubic, window[len(plan) // 2], _labels(enhancer))
