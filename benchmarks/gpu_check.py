@@ -13,7 +13,8 @@ JSON is rewritten after every part:
 4. ``data.synthesis: device`` on CUDA: ms per batch, and how far its frames are from the same
    plans synthesised on the CPU, and whether its JPEG stage (``mfsr.data.jpeg``, integer
    arithmetic) gives the same bits on the device as on the CPU;
-5. validation metrics on CUDA (``mfsr.metrics.device``) against the NumPy ones;
+5. validation metrics on CUDA (``mfsr.metrics.device``) against the NumPy ones, and the
+   loop's validation pass per face at batch 4 and 32 (projected over a ``paper`` run);
 6. the real ``train()`` loop on CUDA (bf16, channels_last, validation) with device synthesis,
    CPU synthesis, and device synthesis with the model compiled into CUDA graphs, against the
    bare step: ``loop_overhead``;
@@ -216,6 +217,20 @@ def metrics(dataset: str, device: torch.device) -> dict:
     }
 
 
+def validation(dataset: str, device: torch.device, n: dict[str, int]) -> dict:
+    """The loop's validation pass at the seed's batch of 4 and at the CUDA default of 32, over
+    the 64 val faces built here, projected to the seed's 837 faces x 300 epochs per run."""
+    from mfsr.bench.training import validation as timed
+
+    cfg = paper(dataset)
+    out = {}
+    for batch in (4, 32):
+        row = timed(cfg, device, 64, batch, n["calls"])
+        row["projected_837_faces_per_run_min"] = row["ms_per_face"] * 837 * 300 / 60000
+        out[f"batch_{batch}"] = row
+    return out
+
+
 def loop(dataset: str, device: torch.device, bare: dict, n: dict[str, int]) -> dict:
     from mfsr.bench.training import loop_step_ms
 
@@ -241,8 +256,8 @@ def loop(dataset: str, device: torch.device, bare: dict, n: dict[str, int]) -> d
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
-    n = {"steps": 5, "warmup": 2, "loop_steps": 5} if args.quick else {}
-    n = n or {"steps": 30, "warmup": 5, "loop_steps": 40}
+    n = {"steps": 5, "warmup": 2, "loop_steps": 5, "calls": 2} if args.quick else {}
+    n = n or {"steps": 30, "warmup": 5, "loop_steps": 40, "calls": 5}
     record = Record(args.out)
     record.part("machine", machine, device)
     with tempfile.TemporaryDirectory(prefix="mfsr-gpu-check-") as tmp:
@@ -252,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = record.part("bare_step", bare_steps, dataset, device, args.big_batch, n) or []
         record.part("device_synthesis", device_synthesis, dataset, device, args.big_batch, n)
         record.part("validation_metrics", metrics, dataset, device)
+        record.part("validation", validation, dataset, device, n)
         bare = next((r for r in rows if r.get("loss") == "charbonnier" and "ms" in r), None)
         record.part("loop", loop, dataset, device, bare, n)
         steps = 300 * 500

@@ -53,6 +53,11 @@ def test_bench_smoke_run_writes_every_section(tiny_data, tmp_path, synthesis):
     }  # fmt: skip
     assert len(saved["loop_rounds"]) == 2 and saved["data_ms_per_batch"] > 0
     assert "projected_study_train_s" not in saved  # only with all four seed losses
+    val = saved["validation"]
+    assert val["faces_timed"] == 2 and val["batch"] == 2 and val["ms_per_face"] > 0
+    assert val["val_faces"] == 4  # the smoke preset's val_limit 8, of the 4 built
+    assert val["projected_per_run_s"] == pytest.approx(val["ms_per_face"] * 4 * 2 / 1000)
+    assert "Validation pass" in (tmp_path / "bench" / "bench.md").read_text()
     assert saved["peak_rss_mb"] > 0
     text = (tmp_path / "bench" / "bench.md").read_text()
     for heading in ("Training step", "Data feed and loop", "Inference", "Evaluation metrics"):

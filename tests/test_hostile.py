@@ -254,6 +254,7 @@ CONFIG_CASES = {  # name -> (YAML text or a change appended to smoke.yaml, extra
         ["--set", "data.loader_timeout_s=-1"],
         "data: loader_timeout_s must be >= 0",
     ),
+    "val-batch-zero": ("\n", ["--set", "data.val_batch_size=0"], "val_batch_size must be >= 1"),
     "identity-bad-chip": (
         "\nloss: identity\nloss_options: {identity: {chip: [0.5, 0.5]}}\n",
         [],

@@ -404,3 +404,25 @@ def test_loader_workers_are_forked_once_per_run(tiny_data, tmp_path, monkeypatch
     assert summary["steps"] == 12
     workers = {p.name for p in pids.iterdir()}
     assert len(workers) == 1 and workers != {str(os.getpid())}
+
+
+def test_validation_batch_and_a_pass_with_one_sync(tiny_data):
+    """The validation batch: data.val_batch_size, else 32 on CUDA and the training batch on the
+    CPU. The pass gives the same values whatever the batch (eval mode: faces independent)."""
+    from mfsr.losses import build_loss
+    from mfsr.models import build_model
+    from mfsr.train.data import ValBatches, val_dataset
+    from mfsr.train.loop import validate
+
+    cfg = load_train_config("smoke", overrides(tiny_data, Path("unused"), "samples=0"))
+    assert (cfg.val_batch(cuda=False), cfg.val_batch(cuda=True)) == (2, 32)
+    fixed = replace(cfg, data=replace(cfg.data, val_batch_size=3))
+    assert (fixed.val_batch(cuda=False), fixed.val_batch(cuda=True)) == (3, 3)
+    torch.manual_seed(0)
+    model, loss_fn = build_model(cfg.model), build_loss("charbonnier")
+    values = [
+        validate(model, loss_fn, ValBatches(val_dataset(cfg), b, torch.device("cpu")), cfg, None, 0)
+        for b in (1, 3)
+    ]
+    for key in ("loss", "psnr", "ssim"):
+        assert values[0][key] == pytest.approx(values[1][key], rel=1e-6)

@@ -93,7 +93,7 @@ def test_a_worker_killed_while_the_run_validates_is_one_line(
         raise AssertionError("the killed worker went unnoticed")
 
     fail_in_epoch_2(monkeypatch, die_once_validating)
-    monkeypatch.setattr(loop, "_validate", slow_validate)
+    monkeypatch.setattr(loop, "validate", slow_validate)
     code, output = run(capsys, *train_args(tiny_data, tmp_path))
     assert_one_line_error(
         code, output, "training data, epoch 2", "is killed by signal", "start the run again"

@@ -38,13 +38,21 @@ def markdown(doc: dict[str, Any]) -> str:
             f"{_f(r['flops_per_step'] / 1e9)} | {_f(r['tflops'], 3)} | {mfu} | "
             f"{_f(r['cuda_peak_mem_mb'], 0)} | {r['random_trunk']} | {hours:.2f} h |"
         )
+    val = doc["validation"]
+    lines += [
+        "",
+        f"Validation pass (loss `{doc['loss']}`, PSNR, SSIM; {val['faces_timed']} faces timed, "
+        f"batch {val['batch']}): {val['ms_per_face']:.2f} ms per face; {val['val_faces']} val "
+        f"faces every epoch: {val['projected_per_run_s'] / 3600:.2f} h per run.",
+    ]
     if "projected_study_train_s" in doc:
         hours = doc["projected_study_train_s"] / 3600
         lines += [
             "",
             f"Projected training time of a study with this config (4 losses + single-frame, "
-            f"3 seeds, one device, runs one after another): {hours:.2f} h, without data "
-            "synthesis, validation and evaluation.",
+            f"3 seeds, one device, runs one after another): {hours:.2f} h, plus "
+            f"{doc['projected_study_validation_s'] / 3600:.2f} h of validation; without data "
+            "synthesis and evaluation.",
         ]
     bare_rounds = ", ".join(f"{r['bare_ms']:.1f}" for r in doc["loop_rounds"])
     lines += [

@@ -2,9 +2,10 @@
 
 Sections (see :mod:`mfsr.bench.training`, :mod:`mfsr.bench.inference` and docs/benchmarks.md):
 bare training step per loss (ms, samples/s, FLOP/s, MFU on CUDA), data feed per loader-worker
-count and its ``feed_ratio``, the real loop step and ``loop_overhead``, inference per sequence at
-batch 1 and 32, evaluation time per image for each metric, peak memory, and the projected wall
-time of a training run of the config's budget for each loss.
+count and its ``feed_ratio``, the real loop step and ``loop_overhead``, the validation pass per
+val face (projected over a run), inference per sequence at batch 1 and 32, evaluation time per
+image for each metric, peak memory, and the projected wall time of a training run of the
+config's budget for each loss.
 """
 
 from __future__ import annotations
@@ -194,6 +195,10 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
         synth["ratio"] = synth["samples_per_s"] / bare["samples_per_s"]
         doc["device_synthesis"] = synth
 
+    say("validation pass")
+    val_batch = cfg.val_batch(device.type == "cuda")
+    faces = opts.eval_images or n["images"]
+    doc["validation"] = training.validation(cfg, device, faces, val_batch, n["calls"])
     say("inference, batch 1 and 32")
     frames, sr, hr = _eval_pairs(cfg, opts.eval_images or n["images"])
     doc["inference"] = inference.inference(cfg, frames, device, [1, 32], n["calls"])
@@ -205,11 +210,13 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
     per_run = doc["projected_train_s"]
     if all(loss in per_run for loss in SEED_LOSSES):
         # a study of the seed's four losses + a single-frame run (costed as the config's loss,
-        # slightly high: N = 1) x 3 seeds, training only
+        # slightly high: N = 1) x 3 seeds, training only; validation: 15 runs costed as the
+        # config's loss
         doc["projected_study_train_s"] = 3 * (
             sum(per_run[x] for x in SEED_LOSSES)
             + bare["ms"] * cfg.epochs * cfg.steps_per_epoch / 1000
         )
+        doc["projected_study_validation_s"] = 15 * doc["validation"]["projected_per_run_s"]
     doc["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     doc["seconds"] = time.perf_counter() - started
     opts.out.mkdir(parents=True, exist_ok=True)

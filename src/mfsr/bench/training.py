@@ -226,3 +226,36 @@ def batch_ms(cfg: TrainConfig, dataset: Any, batches: int) -> float:
         collate([items[i * cfg.batch_size + k] for k in range(cfg.batch_size)])
         times.append(time.perf_counter() - start)
     return 1000 * statistics.median(times)
+
+
+def validation(
+    cfg: TrainConfig, device: torch.device, faces: int, batch: int, passes: int
+) -> dict[str, Any]:
+    """Time of the loop's validation pass (:func:`mfsr.train.loop.validate`: the model in eval
+    mode, the config's loss, PSNR and SSIM) per val face, over the first ``faces`` val samples
+    kept in memory as the loop keeps them, ``batch`` per call; projected over the config's
+    val set (``data.val_limit``) and epochs."""
+    from mfsr.losses import build_loss
+    from mfsr.models import build_model
+    from mfsr.train.data import ValBatches, val_dataset
+    from mfsr.train.loop import validate
+
+    val_faces = len(val_dataset(cfg))
+    subset = val_dataset(replace(cfg, data=replace(cfg.data, val_limit=min(faces, val_faces))))
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model).to(device)
+    if device.type == "cuda" and cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = build_loss(cfg.loss, device=device, random_trunk=True, **_options(cfg, cfg.loss))
+    batches = ValBatches(subset, batch, device)
+    list(batches)  # read from disk once and kept, as in the loop
+    quiet = replace(cfg, samples=0)  # no sample image: nothing is written
+    times = time_calls(lambda: validate(model, loss_fn, batches, quiet, None, 0), passes, 1, device)
+    per_face = statistics.median(times) / max(len(subset), 1)
+    return {
+        "faces_timed": len(subset),
+        "batch": batch,
+        "ms_per_face": 1000 * per_face,
+        "val_faces": val_faces,
+        "projected_per_run_s": per_face * val_faces * cfg.epochs,
+    }

@@ -21,6 +21,8 @@ CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotun
 COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
 #: compile modes that replay the model as CUDA graphs (each step must mark its start)
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+#: validation batch on CUDA when ``data.val_batch_size`` is not set
+VAL_BATCH_CUDA = 32
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,9 @@ class DataConfig:
     # synthetic: preset name/path, or a list (each sample draws one); None = the dataset's own
     degradation: str | list[str] | None = None
     val_limit: int | None = 64  # validate on the first K val samples (None: all)
+    # samples per validation batch; None: VAL_BATCH_CUDA on CUDA (few large batches: small
+    # ones leave the GPU waiting on kernel launches), the training batch on the CPU
+    val_batch_size: int | None = None
     workers: int = 0  # DataLoader worker processes
     # synthetic training data: degrade in the loader workers (cpu) or batched on the training
     # device (device: workers only cut the photo; docs/data.md "Synthesis on the device")
@@ -63,6 +68,8 @@ class DataConfig:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         if self.loader_timeout_s < 0:
             raise ValueError(f"loader_timeout_s must be >= 0, got {self.loader_timeout_s}")
+        if self.val_batch_size is not None and self.val_batch_size < 1:
+            raise ValueError(f"val_batch_size must be >= 1, got {self.val_batch_size}")
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,13 @@ class TrainConfig:
     @property
     def run_dir(self) -> Path:
         return Path(self.out_dir) / self.name
+
+    def val_batch(self, cuda: bool) -> int:
+        """Samples per validation batch: ``data.val_batch_size``, else :data:`VAL_BATCH_CUDA`
+        on CUDA and the training batch on the CPU."""
+        if self.data.val_batch_size is not None:
+            return self.data.val_batch_size
+        return VAL_BATCH_CUDA if cuda else self.batch_size
 
 
 def read_training_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:

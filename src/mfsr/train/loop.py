@@ -58,15 +58,14 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 
 
 def quality(sr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image PSNR (dB) and SSIM of (B, 3, H, W) [0, 1] tensors, float64 on the CPU, with the
-    conventions of ``docs/metrics.md`` (8-bit quantised RGB). On the CPU: the NumPy functions
-    ``mfsr evaluate`` uses; on CUDA: their torch twin on the GPU (equal to about 1e-12), so
-    validation neither copies outputs to the host nor waits for the CPU."""
+    """Per-image PSNR (dB) and SSIM of (B, 3, H, W) [0, 1] tensors, float64 on their device,
+    with the conventions of ``docs/metrics.md`` (8-bit quantised RGB). On the CPU: the NumPy
+    functions ``mfsr evaluate`` uses; on CUDA: their torch twin on the GPU (equal to about
+    1e-12), so validation neither copies outputs to the host nor waits for the GPU."""
     if sr.device.type == "cuda":
         from mfsr.metrics.device import psnr_ssim
 
-        p, s = psnr_ssim(sr, hr)
-        return p.cpu(), s.cpu()
+        return psnr_ssim(sr, hr)
     from mfsr.metrics.pixel import psnr, ssim
 
     return torch.from_numpy(psnr(sr, hr)), torch.from_numpy(ssim(sr, hr))
@@ -204,7 +203,7 @@ def train(
     if cfg.compile:
         net = torch.compile(net, mode=cfg.compile_mode)
     graphs = cfg.compile and cuda and cfg.compile_mode in CUDA_GRAPH_MODES
-    val_batches = ValBatches(val_set, cfg.batch_size, device)  # read once, then kept
+    val_batches = ValBatches(val_set, cfg.val_batch(cuda), device)  # read once, then kept
     bicubic_psnr = _bicubic_psnr(val_batches, cfg) if master else None
 
     def checkpoint(name: str, full: bool) -> None:
@@ -311,7 +310,7 @@ def train(
                 if end_of_epoch:
                     counters["epoch"], counters["step_in_epoch"] = epoch + 1, 0
                 if end_of_epoch and master:
-                    values = _validate(model, loss_fn, val_batches, cfg, run_dir, epoch)
+                    values = validate(model, loss_fn, val_batches, cfg, run_dir, epoch)
                     values["bicubic_psnr"] = bicubic_psnr
                     log.val(counters["step"], epoch, values)
                     if on_epoch is not None:
@@ -366,16 +365,18 @@ def _bicubic_psnr(val_batches: ValBatches, cfg: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def _validate(
-    model, loss_fn, val_batches: ValBatches, cfg: TrainConfig, run_dir: Path, epoch: int
+def validate(
+    model, loss_fn, val_batches: ValBatches, cfg: TrainConfig, run_dir: Path | None, epoch: int
 ) -> dict:
-    """Loss, PSNR and SSIM on the validation samples; writes the epoch's sample image."""
+    """Loss, PSNR and SSIM on the validation samples; writes the epoch's sample image into
+    ``run_dir`` (with ``cfg.samples`` > 0). Values stay on the device until the end: one host
+    sync per pass, not one per batch."""
     model.eval()
     loss_fn.eval()
     losses, psnrs, ssims, first = [], [], [], None
     for frames, hr in val_batches:
         sr = model(frames).float()
-        losses.append(float(loss_fn(sr, hr)) * frames.shape[0])
+        losses.append(loss_fn(sr, hr).double() * frames.shape[0])
         p, s = quality(sr, hr)
         psnrs.append(p)
         ssims.append(s)
@@ -386,11 +387,11 @@ def _validate(
                 sr[: cfg.samples].cpu(),
                 hr[: cfg.samples].cpu(),
             )
-    if cfg.samples and first is not None:
+    if cfg.samples and first is not None and run_dir is not None:
         save_samples(run_dir / "samples" / f"epoch_{epoch + 1:04d}.png", *first)
     n = sum(len(p) for p in psnrs)
     return {
-        "loss": sum(losses) / n,
+        "loss": float(torch.stack(losses).sum()) / n,
         "psnr": float(torch.cat(psnrs).mean()),
         "ssim": float(torch.cat(ssims).mean()),
     }
