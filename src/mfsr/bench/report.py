@@ -43,7 +43,7 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         f"Validation pass (loss `{doc['loss']}`, PSNR, SSIM; {val['faces_timed']} faces timed, "
         f"batch {val['batch']}): {val['ms_per_face']:.2f} ms per face; {val['val_faces']} val "
-        f"faces every epoch: {val['projected_per_run_s'] / 3600:.2f} h per run.",
+        f"faces every epoch: {val['projected_per_run_s'] / 60:.1f} min per run.",
     ]
     if "projected_study_train_s" in doc:
         hours = doc["projected_study_train_s"] / 3600
