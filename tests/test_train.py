@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 from mfsr.errors import MfsrError
-from mfsr.train.checkpoint import load_model, read_checkpoint, split_prefix
+from mfsr.train.checkpoint import load_model, read_checkpoint, save_checkpoint, split_prefix
 from mfsr.train.config import load_train_config
 from mfsr.train.loop import lr_at, train
 
@@ -170,7 +171,6 @@ def test_extends_merges_a_base_preset(tmp_path):
 
 
 def test_init_from_fine_tunes_with_the_identity_loss(tiny_data, tmp_path):
-    import json
 
     base = tmp_path / "base"
     train(load_train_config("smoke", overrides(tiny_data, base, "epochs=1")))
@@ -426,3 +426,36 @@ def test_validation_batch_and_a_pass_with_one_sync(tiny_data):
     ]
     for key in ("loss", "psnr", "ssim"):
         assert values[0][key] == pytest.approx(values[1][key], rel=1e-6)
+
+
+def test_adam_state_of_a_fused_run_resumes_with_its_own_implementation(tmp_path):
+    """On CUDA the loop's Adam is fused; its checkpoint state, unpacked into the optimizer a
+    CPU run builds (not fused), keeps the fused implementation and continues exactly."""
+    from mfsr.train.loop import build_optimizer
+    from mfsr.train.state import pack_optimizer, unpack_optimizer
+
+    cfg = load_train_config("smoke", [])
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    assert build_optimizer(cfg, model).param_groups[0]["fused"] is None  # CPU: not fused
+    fused = torch.optim.Adam(model.parameters(), lr=0.1, fused=True)  # as on CUDA
+
+    def step(optimizer) -> None:
+        model(torch.ones(2, 4)).square().sum().backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step(fused)
+    tensors, doc = pack_optimizer(fused)
+    save_checkpoint(tmp_path / "c.safetensors", tensors, doc)
+    tensors, doc = read_checkpoint(tmp_path / "c.safetensors")
+    twin = torch.nn.Linear(4, 3)
+    twin.load_state_dict(model.state_dict())
+    resumed = build_optimizer(cfg, twin)
+    unpack_optimizer(resumed, tensors, doc)
+    assert resumed.param_groups[0]["fused"] is True
+    step(fused)
+    model, kept = twin, model
+    step(resumed)
+    for a, b in zip(kept.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(a, b)

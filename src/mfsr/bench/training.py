@@ -116,6 +116,7 @@ def bare_step(
 
     from mfsr.losses import build_loss
     from mfsr.models import build_model
+    from mfsr.train.loop import build_optimizer
 
     cuda = device.type == "cuda"
     torch.manual_seed(cfg.seed)
@@ -123,7 +124,7 @@ def bare_step(
     if cuda and cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(loss, device=device, random_trunk=True, **_options(cfg, loss))
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas)
+    optimizer = build_optimizer(cfg, model)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp) if cuda else None
     net = model if compile_mode is None else torch.compile(model, mode=compile_mode)
     graphs = cuda and compile_mode in CUDA_GRAPH_MODES

@@ -71,6 +71,19 @@ def quality(sr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return torch.from_numpy(psnr(sr, hr)), torch.from_numpy(ssim(sr, hr))
 
 
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """Adam as configured; on CUDA its fused implementation (one kernel for all parameters
+    instead of a dozen: a ``paper`` step at batch 4 is bound by kernel launches)."""
+    cuda = next(model.parameters()).device.type == "cuda"
+    return torch.optim.Adam(
+        model.parameters(),
+        lr=cfg.optim.lr,
+        betas=cfg.optim.betas,
+        weight_decay=cfg.optim.weight_decay,
+        fused=True if cuda else None,
+    )
+
+
 def setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     """(rank, world size, device) from torchrun's environment; initialises the process group."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -166,12 +179,7 @@ def train(
     if cuda and cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(cfg.loss, device=device, random_trunk=cfg.random_trunk, **cfg.loss_options)
-    optimizer = torch.optim.Adam(
-        model.parameters(),
-        lr=cfg.optim.lr,
-        betas=cfg.optim.betas,
-        weight_decay=cfg.optim.weight_decay,
-    )
+    optimizer = build_optimizer(cfg, model)
     amp = cfg.amp if cuda else "none"
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
