@@ -200,7 +200,7 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
     faces = opts.eval_images or n["images"]
     doc["validation"] = training.validation(cfg, device, faces, val_batch, n["calls"])
     say("inference, batch 1 and 32")
-    frames, sr, hr = _eval_pairs(cfg, opts.eval_images or n["images"])
+    frames, sr, hr = _eval_pairs(cfg, faces)
     doc["inference"] = inference.inference(cfg, frames, device, [1, 32], n["calls"])
     say(f"evaluation metrics on {len(sr)} images")
     doc["metrics"] = inference.metrics(sr, hr, device)

@@ -241,8 +241,9 @@ def validation(
     from mfsr.train.data import ValBatches, val_dataset
     from mfsr.train.loop import validate
 
-    val_faces = len(val_dataset(cfg))
-    subset = val_dataset(replace(cfg, data=replace(cfg.data, val_limit=min(faces, val_faces))))
+    subset = val_dataset(cfg)
+    val_faces = len(subset)
+    subset.samples = subset.samples[:faces]
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model).to(device)
     if device.type == "cuda" and cfg.channels_last:
