@@ -112,6 +112,8 @@ def test_fusion_modes_differ_and_eval_clamps():
         ("depth", 0),
         ("n_geu", -1),
         ("fusion", "late"),
+        ("back_projection", -1),
+        ("back_projection", 21),
         ("name", "srgan"),
         ("residual", "yes"),
     ],

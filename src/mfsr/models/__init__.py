@@ -20,7 +20,7 @@ from torch import nn
 
 from mfsr.config import from_dict, read_yaml, resolve_preset
 from mfsr.models.baselines import Bicubic, ClassicalFusion
-from mfsr.models.unet_geu import UNetGEU
+from mfsr.models.unet_geu import FUSIONS, UNetGEU
 
 SCALES = (2, 4, 8)
 MAX_FRAMES = 16
@@ -34,9 +34,13 @@ class ModelConfig:
     ``scale``: 2, 4 or 8. ``in_channels``: channels per frame (3 = RGB). ``width``: base
     channels of the U-Net (level ``i`` has ``width * 2**i``). ``depth``: U-Net levels (1..6;
     LR sides must divide by ``2**(depth-1)``). ``n_geu``: GEU blocks at the bottleneck.
-    ``fusion``: ``early`` (frames stacked along channels) or ``shared`` (a weight-shared
-    per-frame encoder, then a 1x1 conv). ``residual``: add the bicubic-upsampled reference.
-    ``width``/``depth``/``n_geu``/``fusion``/``residual`` only affect ``unet_geu``.
+    ``fusion``: ``early`` (frames stacked along channels), ``shared`` (a weight-shared
+    per-frame encoder, then a 1x1 conv) or ``registered`` (registration, then aligned,
+    agreement-weighted features and the classical estimate: :mod:`mfsr.models.fusion`).
+    ``residual``: add the bicubic-upsampled reference (``registered``: the classical estimate).
+    ``back_projection``: back-projection steps of ``registered``'s classical estimate (0..20).
+    ``width``/``depth``/``n_geu``/``fusion``/``residual``/``back_projection`` only affect
+    ``unet_geu``.
     """
 
     name: str = "unet_geu"
@@ -46,8 +50,9 @@ class ModelConfig:
     width: int = 64
     depth: int = 4
     n_geu: int = 3
-    fusion: Literal["early", "shared"] = "early"
+    fusion: Literal["early", "shared", "registered"] = "early"
     residual: bool = True
+    back_projection: int = 1
 
     def __post_init__(self) -> None:
         if self.name not in MODELS:
@@ -58,14 +63,15 @@ class ModelConfig:
             ("width", 1, 1024),
             ("depth", 1, 6),
             ("n_geu", 0, 64),
+            ("back_projection", 0, 20),
         ):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ValueError(f"{field} must be an integer in {low}..{high}, got {value!r}")
         if type(self.scale) is not int or self.scale not in SCALES:  # bool and float refused
             raise ValueError(f"scale must be one of 2, 4, 8, got {self.scale!r}")
-        if self.fusion not in ("early", "shared"):
-            raise ValueError(f"fusion must be 'early' or 'shared', got {self.fusion!r}")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
         if not isinstance(self.residual, bool):
             raise ValueError(f"residual must be true or false, got {self.residual!r}")
 
@@ -80,6 +86,7 @@ def _unet_geu(cfg: ModelConfig) -> nn.Module:
         n_geu=cfg.n_geu,
         fusion=cfg.fusion,
         residual=cfg.residual,
+        back_projection=cfg.back_projection,
     )
 
 

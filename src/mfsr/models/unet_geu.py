@@ -15,7 +15,9 @@ defining GEU; this module is mfsr's documented *interpretation* (``docs/model.md
   reference frame when ``residual``).
 * **Fusion**: ``early`` stacks the N frames along channels (``N*C`` input channels);
   ``shared`` runs one two-conv encoder with shared weights on every frame and fuses the N
-  feature maps with a 1x1 conv.
+  feature maps with a 1x1 conv; ``registered`` registers the frames first and fuses aligned,
+  agreement-weighted features with the classical multi-frame estimate, which also replaces the
+  bicubic reference as the residual base (:mod:`mfsr.models.fusion`).
 
 Input ``frames``: float ``(B, N, C, h, w)`` in [0, 1], reference at ``N // 2``, ``h`` and ``w``
 divisible by ``2**(depth-1)``. Output ``(B, C, s*h, s*w)``: **not clamped in training mode**
@@ -30,7 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-Fusion = Literal["early", "shared"]
+from mfsr.models.fusion import RegisteredFusion
+
+Fusion = Literal["early", "shared", "registered"]
+FUSIONS: tuple[str, ...] = ("early", "shared", "registered")
 
 
 def _act() -> nn.Module:
@@ -71,8 +76,10 @@ class UNetGEU(nn.Module):
         depth: U-Net levels (``depth - 1`` poolings); input sides must divide by
             ``2**(depth-1)``.
         n_geu: GEU blocks at the bottleneck (0 = a plain U-Net).
-        fusion: ``"early"`` or ``"shared"`` (see the module docstring).
-        residual: add the bicubic upsampling of the reference frame to the output.
+        fusion: ``"early"``, ``"shared"`` or ``"registered"`` (see the module docstring).
+        residual: add the bicubic upsampling of the reference frame (``registered``: the
+            classical multi-frame estimate) to the output.
+        back_projection: back-projection steps of ``registered``'s classical estimate.
     """
 
     def __init__(
@@ -85,12 +92,13 @@ class UNetGEU(nn.Module):
         n_geu: int = 3,
         fusion: Fusion = "early",
         residual: bool = True,
+        back_projection: int = 1,
     ) -> None:
         super().__init__()
         if scale < 2 or scale & (scale - 1):
             raise ValueError(f"scale must be a power of two >= 2, got {scale}")
-        if fusion not in ("early", "shared"):
-            raise ValueError(f"fusion must be 'early' or 'shared', got {fusion!r}")
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
         for field, value in (("n_frames", n_frames), ("width", width), ("depth", depth)):
             if value < 1:
                 raise ValueError(f"{field} must be >= 1, got {value}")
@@ -100,9 +108,12 @@ class UNetGEU(nn.Module):
             stem = nn.Conv2d(n_frames * in_channels, width, 3, padding=1)
             self.head = nn.Sequential(stem, _act())
             self.fuse = nn.Identity()
-        else:
+        elif fusion == "shared":
             self.head = conv_block(in_channels, width)  # shared weights, run once per frame
             self.fuse = nn.Sequential(nn.Conv2d(n_frames * width, width, 1), _act())
+        else:
+            self.head = RegisteredFusion(n_frames, scale, in_channels, width, back_projection)
+            self.fuse = nn.Identity()
         chans = [width * 2**i for i in range(depth)]
         self.encoder = nn.ModuleList(
             [conv_block(width, chans[0])]
@@ -141,11 +152,14 @@ class UNetGEU(nn.Module):
         """``(B, N, C, h, w)`` in [0, 1] -> ``(B, C, s*h, s*w)`` (clamped only in eval mode)."""
         self.check_input(frames)
         b, n, c, h, w = frames.shape
+        base = None  # the residual base: bicubic reference, or the classical estimate
         if self.fusion == "early":
             x = self.head(frames.reshape(b, n * c, h, w))
-        else:
+        elif self.fusion == "shared":
             feats = self.head(frames.reshape(b * n, c, h, w))
             x = self.fuse(feats.reshape(b, -1, h, w))
+        else:
+            x, base = self.head(frames)
         skips = []
         for i, block in enumerate(self.encoder):
             x = block(x if i == 0 else F.max_pool2d(x, 2))
@@ -155,8 +169,10 @@ class UNetGEU(nn.Module):
             x = self.decoder[i](torch.cat([self.up[i](x), skips[i]], dim=1))
         out = self.tail(self.upsample(x))
         if self.residual:
-            ref = frames[:, n // 2]  # global residual: bicubic upsampling of the reference
-            out = out + F.interpolate(
-                ref, scale_factor=self.scale, mode="bicubic", align_corners=False
-            )
+            if base is None:  # global residual: bicubic upsampling of the reference
+                ref = frames[:, n // 2]
+                base = F.interpolate(
+                    ref, scale_factor=self.scale, mode="bicubic", align_corners=False
+                )
+            out = out + base
         return out if self.training else out.clamp(0.0, 1.0)
