@@ -128,6 +128,10 @@ class StudyConfig:
     losses: tuple[str, ...] = SEED_LOSSES
     loss_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0, 1, 2)
+    # optional axes crossed with the losses: named sets of training overrides (e.g. the
+    # frame fusion), and frame counts N (the centre N frames of each sample); empty = none
+    variants: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    frames: tuple[int, ...] = ()
     random_trunk: bool = False
     baselines: BaselineSpec = field(default_factory=BaselineSpec)
     evaluate: EvalSpec = field(default_factory=EvalSpec)
@@ -150,6 +154,14 @@ class StudyConfig:
         slugs = [loss_slug(loss) for loss in self.losses]
         if len(set(slugs)) != len(slugs):
             raise ValueError(f"losses has duplicates: {list(self.losses)}")
+        for name in self.variants:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", name):
+                raise ValueError(f"variants: {name!r} must be a plain name (letters, digits, -_.+)")
+        if len(set(self.frames)) != len(self.frames):
+            raise ValueError(f"frames has duplicates: {list(self.frames)}")
+        for n in self.frames:
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ValueError(f"frames: {n!r} is not a frame count >= 1")
 
     @property
     def study_dir(self) -> Path:

@@ -7,6 +7,9 @@
   enlarged), bicubic, each loss's network (one seed) and the HR truth.
 * ``curves.png``: validation PSNR and SSIM of every run against the optimizer step, with the
   bicubic validation PSNR for reference.
+* ``frames.png`` (studies with a ``frames`` axis): PSNR and FFR identity against the frame
+  count N, one line per loss and variant, with 95 % intervals and seed dots; the baselines as
+  horizontal lines.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Any
 import numpy as np
 
 LINESTYLES = ("-", "--", ":", "-.")
+#: metrics of ``frames.png``
+FRAMES_METRICS = ("psnr", "ffr_identity")
 
 
 def _figure(width: float, height: float, dpi: int = 110):
@@ -170,4 +175,44 @@ def qualitative(
                 ax.set_ylabel(str(samples[r])[:22], fontsize=5)
     fig.subplots_adjust(left=0.04, right=0.99, top=1 - 0.4 / (rows * size + 0.5), bottom=0.01)
     fig.subplots_adjust(wspace=0.03, hspace=0.03)
+    fig.savefig(path)
+
+
+def frames_plot(doc: dict[str, Any], path: Path, metrics: tuple[str, ...] = FRAMES_METRICS) -> None:
+    """PSNR and FFR identity against the frame count N (see the module docstring)."""
+    metrics = tuple(m for m in metrics if m in doc["metrics"])
+    fig = _figure(4.6 * len(metrics), 3.6)
+    lines: dict[str, list[dict[str, Any]]] = {}
+    for m in doc["methods"]:
+        if m["kind"] == "loss" and m.get("n_frames"):
+            name = " ".join(x for x in (m["loss"], m.get("variant")) if x)
+            lines.setdefault(name, []).append(m)
+    for i, metric in enumerate(metrics):
+        ax = fig.add_subplot(1, len(metrics), i + 1)
+        scale = 100.0 if metric.startswith("ffr") else 1.0
+        for k, (name, rows) in enumerate(lines.items()):
+            rows = sorted(rows, key=lambda r: r["n_frames"])
+            xs = np.array([r["n_frames"] for r in rows], dtype=float) + 0.06 * (k - 0.5)
+            b = [r["metrics"][metric] for r in rows]
+            ys = np.array([x["mean"] * scale for x in b])
+            err = np.array([[y - x["ci_low"] * scale, x["ci_high"] * scale - y]
+                            for y, x in zip(ys, b)]).T  # fmt: skip
+            ax.errorbar(xs, ys, yerr=err, color=f"C{k}", marker="o", capsize=3, lw=1.3, label=name)
+            for x, r in zip(xs, b):
+                seeds = [v * scale for v in r["seed_values"] if v is not None]
+                ax.scatter([x] * len(seeds), seeds, s=9, color=f"C{k}", alpha=0.6, zorder=3)
+        for m in doc["methods"]:
+            if m["kind"] == "baseline" and m["metrics"].get(metric) and m["seeds"] == [None]:
+                y = m["metrics"][metric]["mean"] * scale
+                ax.axhline(y, color="0.5", ls="--", lw=0.9)
+                ax.annotate(m["label"], (0.01, y), xycoords=("axes fraction", "data"), fontsize=7)
+        ax.set_xticks(sorted({r["n_frames"] for rows in lines.values() for r in rows}))
+        ax.set_xlabel("frames N")
+        info = doc["metrics"][metric]
+        better = "higher" if info["better"] == "higher" else "lower"
+        ax.set_ylabel(info["label"] + (" (%)" if scale != 1.0 else ""))
+        ax.set_title(f"{info['label']} against N ({better} is better)", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
     fig.savefig(path)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from mfsr.study import figures, tables
-from mfsr.study.config import StudyConfig, loss_slug
+from mfsr.study.config import StudyConfig
 from mfsr.study.execute import read_log
 from mfsr.study.results import build_methods, results_document
 from mfsr.train.config import TrainConfig
@@ -31,8 +31,9 @@ def qualitative_columns(
     """Images of the qualitative grid: ``([(title, [uint8 (H, W, 3) per face])], ids)``.
 
     Faces: ``qualitative.ids``, else the first ``qualitative.faces`` evaluated test ids.
-    Columns: LR reference frame (nearest-neighbour enlarged to the HR size), bicubic, each
-    loss's network of seed ``qualitative.seed`` (default: the first seed), HR.
+    Columns: LR reference frame (nearest-neighbour enlarged to the HR size), bicubic, the
+    network of each loss row (each loss, variant and frame count) of seed ``qualitative.seed``
+    (default: the first seed), HR.
     """
     import torch
 
@@ -57,16 +58,18 @@ def qualitative_columns(
     bicubic = build_model(ModelConfig(name="bicubic", n_frames=n, scale=scale))
     columns = [("LR reference (nearest)", lr_big), ("bicubic", bicubic(frames))]
     seed = q.seed if q.seed is not None else study.seeds[0]
-    flagged = {m["key"] for m in doc["methods"] if m["random_trunk_training"]}
-    for loss in study.losses:
-        run = study.study_dir / "runs" / f"{loss_slug(loss)}-s{seed}"
+    for m in doc["methods"]:
+        if m["kind"] != "loss" or seed not in m["seeds"]:
+            continue
+        run = study.study_dir / "runs" / m["runs"][m["seeds"].index(seed)]
         if not (run / "checkpoints").is_dir():
             continue
-        model, _, _ = load_model(run, "cpu")
+        model, cfg, _ = load_model(run, "cpu")
+        first = n // 2 - cfg.n_frames // 2  # a run with fewer frames sees the centre ones
         with torch.no_grad():
-            out = model(frames)
-        mark = " †" if loss_slug(loss) in flagged else ""
-        columns.append((f"{loss} (seed {seed}){mark}", out))
+            out = model(frames[:, first : first + cfg.n_frames])
+        mark = " †" if m["random_trunk_training"] else ""
+        columns.append((f"{m['label']} (seed {seed}){mark}", out))
     columns.append(("HR (truth)", hr))
     return [(t, list(to_uint8_images(x))) for t, x in columns], ids
 
@@ -98,6 +101,9 @@ def write_outputs(
         files[f"figures/bar_{metric}.png"] = path
     files["figures/curves.png"] = fig_dir / "curves.png"
     figures.curves(doc, root / "runs", files["figures/curves.png"])
+    if study.frames:
+        files["figures/frames.png"] = fig_dir / "frames.png"
+        figures.frames_plot(doc, files["figures/frames.png"])
     if columns:
         files["figures/qualitative.png"] = fig_dir / "qualitative.png"
         figures.qualitative(columns, shown, files["figures/qualitative.png"])

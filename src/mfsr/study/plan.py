@@ -40,9 +40,11 @@ SINGLE = "single-frame"
 class RunSpec:
     """One training run of the study.
 
-    ``name``: folder under ``<study>/runs/`` (``<loss slug>-s<seed>``, or
+    ``name``: folder under ``<study>/runs/`` (``<loss slug>[-<variant>][-n<N>]-s<seed>``, or
     ``single-frame-<loss slug>-s<seed>``). ``method``: the Table 1 row it belongs to (the loss
-    spec, or ``single-frame``). ``loss``: the loss spec; ``seed``: the training seed.
+    spec, with the variant and frame count when the study has those axes, or
+    ``single-frame``). ``loss``: the loss spec; ``seed``: the training seed; ``variant``: a key
+    of the study's ``variants``; ``n_frames``: the frame count of a ``frames`` axis.
     """
 
     name: str
@@ -50,15 +52,30 @@ class RunSpec:
     loss: str
     seed: int
     single_frame: bool = False
+    variant: str | None = None
+    n_frames: int | None = None
+
+
+def method_label(loss: str, variant: str | None, n_frames: int | None) -> str:
+    """The Table 1 row of a loss run: ``charbonnier``, ``charbonnier registered N=7``."""
+    parts = [loss] + ([variant] if variant else []) + ([f"N={n_frames}"] if n_frames else [])
+    return " ".join(parts)
 
 
 def loss_runs(study: StudyConfig) -> list[RunSpec]:
-    """The multi-frame runs, loss-major (all seeds of the first loss first)."""
-    return [
-        RunSpec(f"{loss_slug(loss)}-s{seed}", loss, loss, seed)
-        for loss in study.losses
-        for seed in study.seeds
-    ]
+    """The multi-frame runs: loss x variant x frame count x seed, seed-major (every row of
+    the first seed first: a study stopped half-way has complete comparisons for its first
+    seeds)."""
+    runs = []
+    for seed in study.seeds:
+        for loss in study.losses:
+            for variant in study.variants or [None]:
+                for n in study.frames or [None]:
+                    stem = loss_slug(loss) + (f"-{variant}" if variant else "")
+                    stem += f"-n{n}" if n else ""
+                    method = method_label(loss, variant, n)
+                    runs.append(RunSpec(f"{stem}-s{seed}", method, loss, seed, False, variant, n))
+    return runs
 
 
 def single_frame_runs(study: StudyConfig, loss: str) -> list[RunSpec]:
@@ -89,9 +106,12 @@ def _loss_options(study: StudyConfig, base: dict[str, Any], spec: str) -> dict[s
 def train_config(
     study: StudyConfig, run: RunSpec, view: Path | None = None, base: dict | None = None
 ) -> TrainConfig:
-    """The resolved training config of ``run`` (``view``: the reference-frame dataset of a
-    single-frame run)."""
+    """The resolved training config of ``run`` (``view``: the dataset view it reads: the
+    reference-frame view of a single-frame run, the ``n_frames`` view of a frames-axis run;
+    None: the study's dataset)."""
     base = base_train_dict(study) if base is None else base
+    if run.variant is not None:
+        base = merge(base, parse_overrides(list(study.variants[run.variant])))
     update: dict[str, Any] = {
         "name": run.name,
         "out_dir": str(study.study_dir / "runs"),
@@ -100,10 +120,11 @@ def train_config(
         "loss_options": _loss_options(study, base, run.loss),
         "random_trunk": bool(study.random_trunk and uses_perceptual(run.loss)),
     }
-    if run.single_frame:
-        if view is None:  # pragma: no cover - a bug
-            raise MfsrError(f"{run.name}: single-frame run without its reference-frame dataset")
-        update["model"] = {"n_frames": 1}
+    if run.single_frame and view is None:  # pragma: no cover - a bug
+        raise MfsrError(f"{run.name}: single-frame run without its reference-frame dataset")
+    if run.single_frame or run.n_frames is not None:
+        update["model"] = {"n_frames": 1 if run.single_frame else run.n_frames}
+    if view is not None:
         update["data"] = {"dataset": str(view), "build": None}
     data = merge(base, update)
     data.pop("loss_options", None)
@@ -139,21 +160,26 @@ def _link(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def reference_view(dataset: Path, out: Path, limits: dict[str, int | None]) -> Path:
+def reference_view(
+    dataset: Path, out: Path, limits: dict[str, int | None], n_frames: int = 1
+) -> Path:
     """A dataset folder at ``out`` whose samples are those of ``dataset`` reduced to their
-    reference frame (frame ``N // 2``, as ``lr_00.png``; ``hr.png`` and ``meta.json`` as they
-    are), for the single-frame baseline.
+    ``n_frames`` centre frames (frames ``N//2 - n_frames//2`` on, renumbered from ``lr_00.png``,
+    so the reference stays the centre frame; ``hr.png`` and ``meta.json`` as they are): the
+    single-frame baseline (``n_frames`` = 1) and the frame-count axis of a study.
 
     ``limits``: split -> how many samples (the first by id; None: all). ``dataset.json``
-    (``n_frames`` = 1, ``reference_view_of``) and ``splits.json`` are copied, so synthetic
+    (``n_frames``, ``reference_view_of``) and ``splits.json`` are copied, so synthetic
     training from the same photos works. Idempotent: existing samples are kept; each new one
     is written under a dot name and renamed into place.
     """
     from mfsr.data.folders import find_samples
 
     meta = json.loads((dataset / "dataset.json").read_text(encoding="utf-8"))
+    if not 1 <= n_frames <= meta.get("n_frames", n_frames):
+        raise MfsrError(f"{dataset}: has {meta.get('n_frames')} frames, cannot keep {n_frames}")
     out.mkdir(parents=True, exist_ok=True)
-    meta.update(n_frames=1, reference_view_of=str(dataset))
+    meta.update(n_frames=n_frames, reference_view_of=str(dataset))
     (out / "dataset.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     if (dataset / "splits.json").is_file():  # synthetic training reads the train photos here
         shutil.copy2(dataset / "splits.json", out / "splits.json")
@@ -168,7 +194,9 @@ def reference_view(dataset: Path, out: Path, limits: dict[str, int | None]) -> P
             tmp = out / split / f".tmp-{files.id}-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
-            _link(files.lr[len(files.lr) // 2], tmp / "lr_00.png")
+            first = len(files.lr) // 2 - n_frames // 2
+            for i, frame in enumerate(files.lr[first : first + n_frames]):
+                _link(frame, tmp / f"lr_{i:02d}.png")
             _link(files.hr, tmp / "hr.png")
             if files.meta is not None:
                 shutil.copy2(files.meta, tmp / "meta.json")

@@ -140,7 +140,12 @@ def _setup(doc: dict[str, Any]) -> str:
         (
             "network",
             f"U-Net+GEU, {m['n_frames']} frames, x{m['scale']}, width {m['width']}, depth "
-            f"{m['depth']}, {m['n_geu']} GEU, fusion {m['fusion']}",
+            f"{m['depth']}, {m['n_geu']} GEU, fusion {m['fusion']}"
+            + (
+                " (variants and frame counts below change this)"
+                if cfg.get("variants") or cfg.get("frames")
+                else ""
+            ),
         ),
         (
             "budget per run",
@@ -148,6 +153,12 @@ def _setup(doc: dict[str, Any]) -> str:
             f"Adam lr {t['optim']['lr']:g} ({t['optim']['schedule']})",
         ),
         ("losses", ", ".join(cfg["losses"])),
+        *(
+            [("variants", "; ".join(f"{k}: {', '.join(v)}" for k, v in cfg["variants"].items()))]
+            if cfg.get("variants")
+            else []
+        ),
+        *([("frames N", ", ".join(map(str, cfg["frames"])))] if cfg.get("frames") else []),
         ("seeds", ", ".join(map(str, cfg["seeds"]))),
         ("test set", f"{test['n_images']} images, {test['folder']}"),
         ("single-frame baseline", "not run" if not sf else f"{sf['loss']}: {sf['rule']}"),
@@ -201,6 +212,11 @@ def write_report(doc: dict[str, Any], files: dict[str, Path], path: Path) -> Non
         READ,
         "<h2>Metrics per method (Figure 3)</h2>",
         f'<div class="grid">{bars}</div>',
+        *(
+            ["<h2>Frame count</h2>", _img(files["figures/frames.png"], "wide")]
+            if "figures/frames.png" in files
+            else []
+        ),
         "<h2>Qualitative comparison</h2>",
         f"<p class='note'>Test faces: {_e(shown)}.</p>" + (_img(qual, "wide full") if qual else ""),
         "<h2>Pairwise significance</h2>",

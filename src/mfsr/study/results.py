@@ -79,6 +79,8 @@ def build_methods(
         tables = [read_rows(root / "eval" / n) for n in names]
         lp = [_summary(root / "eval" / n).get("lpips_trunk") or {} for n in names]
         method = stats.Method(key, label, kind, names, seeds, loss=loss)
+        if runs:
+            method.variant, method.n_frames = runs[0].variant, runs[0].n_frames
         method.random_lpips = any(t.get("random") for t in lp)
         method.random_train = runs is not None and any(
             _train_random(root / "runs" / r.name) for r in runs
@@ -111,7 +113,10 @@ def results_document(
     """The study's results (``table1.json``): setup, statistics used, flags, every method's
     metrics (value, interval, per-seed values) and the pairwise tests."""
     metrics = [m for m in stats.METRICS if any(m in x.values for x in methods)]
-    eval_summary = _summary(study.study_dir / "eval" / methods[0].runs[0]) if methods else {}
+    # the test folder and conventions: from a method that read the study's own dataset (a
+    # frames-axis run may have read a view of it)
+    whole = [m for m in methods if m.n_frames is None] or methods
+    eval_summary = _summary(study.study_dir / "eval" / whole[0].runs[0]) if methods else {}
     any_train = any(m.random_train for m in methods)
     any_lpips = any(m.random_lpips for m in methods)
     return {
@@ -156,6 +161,8 @@ def results_document(
                 "label": m.label,
                 "kind": m.kind,
                 "loss": m.loss,
+                "variant": m.variant,
+                "n_frames": m.n_frames,
                 "runs": m.runs,
                 "seeds": m.seeds,
                 "random_trunk_training": m.random_train,

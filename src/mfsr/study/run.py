@@ -54,6 +54,9 @@ def _check_study_file(study: StudyConfig) -> None:
     if path.is_file():
         before = with_defaults(StudyConfig, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
         changed = [k for k in FIXED if before.get(k) != now.get(k)]
+        old_variants, variants = before.get("variants") or {}, now.get("variants") or {}
+        if any(old_variants[k] != v for k, v in variants.items() if k in old_variants):
+            changed.append("variants")  # a variant's runs would mix two settings
         if changed:
             raise MfsrError(
                 f"{study.study_dir}: this study was run with other {', '.join(changed)} settings "
@@ -121,6 +124,33 @@ def _runs_table(cfgs: list[TrainConfig], study_dir: Path) -> list[dict[str, Any]
     return out
 
 
+def _view_limits(study: StudyConfig, cfg: TrainConfig) -> dict[str, int | None]:
+    """How many samples of each split a dataset view needs (None: all): the validation
+    samples the runs read, the evaluated test samples, and frozen training samples."""
+    limits: dict[str, int | None] = {"val": cfg.data.val_limit}
+    if cfg.data.train == "frozen":  # training reads the frozen train/ samples too
+        limits["train"] = None
+    split, n = study.evaluate.split, study.evaluate.limit
+    limits[split] = (
+        None if n is None or limits.get(split, 0) is None else max(n, limits.get(split) or 0)
+    )
+    return limits
+
+
+def _frames_view(study: StudyConfig, cfg: TrainConfig, data: Path, n: int, rep: Reporter) -> Path:
+    """The dataset for runs with ``n`` frames: ``data`` itself when it has ``n`` frames, else
+    its view with the centre ``n`` frames (``<study>/data/frames-<n>/``)."""
+    meta = json.loads((data / "dataset.json").read_text(encoding="utf-8"))
+    if meta.get("n_frames") == n:
+        return data
+    if n > meta.get("n_frames", 0):
+        raise MfsrError(f"frames: {data} has {meta.get('n_frames')} frames per sample, not {n}")
+    view = study.study_dir / "data" / f"frames-{n}"
+    rep.stage(f"{n}-frame view of the dataset")
+    plan.reference_view(data, view, _view_limits(study, cfg), n_frames=n)
+    return view
+
+
 def run_study(study: StudyConfig, reporter: Reporter | None = None) -> StudyResult:
     """Train, evaluate and report a study (see the module docstring); returns what was done.
 
@@ -134,25 +164,32 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None) -> StudyResu
     root = study.study_dir
     base = plan.base_train_dict(study)
     runs = plan.loss_runs(study)
-    cfgs = [plan.train_config(study, r, base=base) for r in runs]  # every config checked first
+    base_cfg = plan.train_config(study, runs[0], base=base)  # the dataset of every run
     _check_study_file(study)
-    for cfg in cfgs:
-        plan.write_run_config(cfg, root / "configs")
-    rep.stage(f"dataset {cfgs[0].data.dataset}")
-    ensure_dataset(cfgs[0])  # built once here, before any (parallel) run needs it
-    data = Path(cfgs[0].data.dataset)
+    rep.stage(f"dataset {base_cfg.data.dataset}")
+    ensure_dataset(base_cfg)  # built once here, before any (parallel) run needs it
+    data = Path(base_cfg.data.dataset)
     if not (data / study.evaluate.split).is_dir():
         raise MfsrError(
             f"{data}: no {study.evaluate.split}/ split to evaluate on; build the dataset with "
             f"that split (data.build.splits in the training config, or mfsr data build --splits)"
         )
-    train_all(study, cfgs, counts, rep)
-    for run, cfg in zip(runs, cfgs):
-        evaluate_one(study, run.name, data, counts, rep, model=cfg.run_dir)
-    groups: list[tuple[str, str, str, list[plan.RunSpec] | None, str | None]] = [
-        (loss_slug(loss), loss, "loss", [r for r in runs if r.method == loss], loss)
-        for loss in study.losses
+    views = {n: _frames_view(study, base_cfg, data, n, rep) for n in study.frames}
+    sources = [views.get(r.n_frames, data) for r in runs]  # the data each run reads
+    cfgs = [
+        plan.train_config(study, r, view=None if v == data else v, base=base)
+        for r, v in zip(runs, sources)
     ]
+    for cfg in cfgs:
+        plan.write_run_config(cfg, root / "configs")
+    train_all(study, cfgs, counts, rep)
+    for run, cfg, source in zip(runs, cfgs, sources):
+        evaluate_one(study, run.name, source, counts, rep, model=cfg.run_dir)
+    groups: list[tuple[str, str, str, list[plan.RunSpec] | None, str | None]] = []
+    for method in dict.fromkeys(r.method for r in runs):  # rows in run order
+        rows = [r for r in runs if r.method == method]
+        key = rows[0].name.rsplit("-s", 1)[0]
+        groups.append((key, method, "loss", rows, rows[0].loss))
     for name in ("bicubic", "classical"):
         if getattr(study.baselines, name):
             evaluate_one(study, name, data, counts, rep, baseline=name)
@@ -162,15 +199,8 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None) -> StudyResu
     if study.baselines.single_frame:
         choice = choose_single_frame_loss(study, cfgs)
         view = root / "data" / "reference-frame"
-        limits: dict[str, int | None] = {"val": cfgs[0].data.val_limit}
-        if cfgs[0].data.train == "frozen":  # training reads the frozen train/ samples too
-            limits["train"] = None
-        split, n = study.evaluate.split, study.evaluate.limit
-        limits[split] = (
-            None if n is None or limits.get(split, 0) is None else max(n, limits.get(split, 0))
-        )
         rep.stage("reference-frame view of the dataset (single-frame baseline)")
-        plan.reference_view(data, view, limits)
+        plan.reference_view(data, view, _view_limits(study, base_cfg))
         sf_runs = plan.single_frame_runs(study, choice["loss"])
         sf_cfgs = [plan.train_config(study, r, view=view, base=base) for r in sf_runs]
         for cfg in sf_cfgs:
@@ -184,5 +214,5 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None) -> StudyResu
         all_cfgs += sf_cfgs
     extra["runs"] = _runs_table(all_cfgs, root)
     rep.stage("tables, figures and report")
-    files, doc = write_outputs(study, cfgs[0], groups, extra, data)
+    files, doc = write_outputs(study, base_cfg, groups, extra, data)
     return StudyResult(root, counts, files, doc)

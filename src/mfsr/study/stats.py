@@ -66,6 +66,8 @@ class Method:
     random_train: bool = False
     random_lpips: bool = False
     loss: str | None = None
+    variant: str | None = None  # the study's variant axis (e.g. the frame fusion)
+    n_frames: int | None = None  # the study's frame-count axis
 
 
 def _nanmean(a: np.ndarray, axis: int) -> np.ndarray:
