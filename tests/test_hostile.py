@@ -255,6 +255,14 @@ CONFIG_CASES = {  # name -> (YAML text or a change appended to smoke.yaml, extra
         "data: loader_timeout_s must be >= 0",
     ),
     "val-batch-zero": ("\n", ["--set", "data.val_batch_size=0"], "val_batch_size must be >= 1"),
+    "fusion-unknown": (
+        "\n",
+        ["--set", "model.fusion=late"],
+        "model.fusion: expected one of 'early', 'shared', 'registered', got 'late'",
+    ),
+    "back-projection-negative": ("\n", ["--set", "model.back_projection=-1"], "back_projection"),
+    "back-projection-too-many": ("\n", ["--set", "model.back_projection=99"], "back_projection"),
+    "back-projection-float": ("\n", ["--set", "model.back_projection=1.5"], "back_projection"),
     "identity-bad-chip": (
         "\nloss: identity\nloss_options: {identity: {chip: [0.5, 0.5]}}\n",
         [],
@@ -283,6 +291,16 @@ STUDY_CASES = {
         "parallel: {devices: [], gpus_per_run: 1, runs_per_device: 2}\n",
         "runs_per_device=2 needs parallel.devices",
     ),
+    "variants-not-a-mapping": ("variants: [early, registered]\n", "variants"),
+    "variant-bad-name": ("variants: {'a/b': [model.fusion=early]}\n", "plain name"),
+    "variant-bad-override": (
+        "variants: {late: [model.fusion=late]}\n",
+        "run mse-late-s0: model.fusion",
+    ),
+    "variant-unknown-field": ("variants: {x: [model.fusoin=early]}\n", "did you mean 'fusion'"),
+    "frames-duplicate": ("frames: [1, 3, 1]\n", "frames has duplicates"),
+    "frames-zero": ("frames: [0, 3]\n", "frame count >= 1"),
+    "frames-not-a-list": ("frames: many\n", "frames"),
     "runs-per-device-zero": (
         "parallel: {devices: [0], gpus_per_run: 1, runs_per_device: 0}\n",
         "parallel.runs_per_device must be an integer >= 1",

@@ -164,7 +164,8 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None) -> StudyResu
     root = study.study_dir
     base = plan.base_train_dict(study)
     runs = plan.loss_runs(study)
-    base_cfg = plan.train_config(study, runs[0], base=base)  # the dataset of every run
+    checked = [plan.train_config(study, r, base=base) for r in runs]  # every config, first
+    base_cfg = checked[0]  # its dataset is every run's (or the source of its frames view)
     _check_study_file(study)
     rep.stage(f"dataset {base_cfg.data.dataset}")
     ensure_dataset(base_cfg)  # built once here, before any (parallel) run needs it
