@@ -38,7 +38,7 @@ from mfsr.study.results import BANNER
 pytestmark = pytest.mark.filterwarnings("ignore::mfsr.weights.RandomTrunkWarning")
 
 LOSSES = ("mse", "charbonnier", "feature", "lpips")
-RUNS = [f"{loss}-s{seed}" for loss in LOSSES for seed in (0, 1)]
+RUNS = [f"{loss}-s{seed}" for seed in (0, 1) for loss in LOSSES]  # seed-major
 
 
 @pytest.fixture(scope="module")
