@@ -25,18 +25,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from make_enhance_figure import clip_face_px  # docs/ script beside this one
 
 from mfsr.data.degrade import Crop
 from mfsr.data.track import plan_windows, render_crop
 from mfsr.data.video import VideoReader, track_face
 
 CLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "video-voxceleb2"
-
-
-def clip_face_px(clip: Path, frames: int = 50) -> float:
-    """Median dlib box size (px) of the face in the first ``frames`` full-resolution frames."""
-    sizes = [f.size for f in track_face(clip, max_frames=frames).faces if f is not None]
-    return float(np.median(sizes)) if sizes else float("nan")
 
 
 def similarity(reference: np.ndarray, moving: np.ndarray) -> tuple[float, float, float, float]:
@@ -56,8 +51,7 @@ def similarity(reference: np.ndarray, moving: np.ndarray) -> tuple[float, float,
 
 
 def clip_motion(clip: Path, args: argparse.Namespace) -> list[dict]:
-    face = clip_face_px(clip)
-    d = min(1.0, args.face_px / face) if math.isfinite(face) else 1.0
+    d = min(1.0, args.face_px / clip_face_px(clip))  # the shrink of make_enhance_figure.py
     track = track_face(clip, downscale=d, max_frames=args.max_frames)
     windows = plan_windows(track.segments, args.frames, args.frames)
     wanted = {i for w in windows for i in w}
