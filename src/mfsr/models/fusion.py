@@ -1,9 +1,9 @@
 """The ``registered`` frame fusion of U-Net+GEU: explicit registration in front of the network.
 
 Early fusion leaves the network to discover sub-pixel alignment by itself, and at the budgets
-mfsr can train it does not (the 7-frame network tied the 1-frame one in the ``quick`` study,
-docs/model.md). ``registered`` measures the motion instead and hands the network frames that
-already agree with the reference:
+mfsr can train it does not (the 7-frame network ties the 1-frame one: docs/study.md, the
+``quick`` and fusion studies). ``registered`` measures the motion instead and hands the
+network frames that already agree with the reference:
 
 1. *Registration* (no gradient): each frame's sub-pixel translation to the reference
    (:func:`mfsr.models.registration.register`, the classical baseline's estimator).
