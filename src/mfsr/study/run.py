@@ -124,6 +124,19 @@ def _runs_table(cfgs: list[TrainConfig], study_dir: Path) -> list[dict[str, Any]
     return out
 
 
+Group = tuple[str, str, str, list[plan.RunSpec] | None, str | None]  # a Table 1 row
+
+
+def _loss_groups(runs: list[plan.RunSpec]) -> list[Group]:
+    """Table 1 rows of the loss runs, in run order: ``(key, label, "loss", runs, loss)`` with
+    the key the run name without its ``-s<seed>``."""
+    groups: list[Group] = []
+    for method in dict.fromkeys(r.method for r in runs):
+        rows = [r for r in runs if r.method == method]
+        groups.append((rows[0].name.rsplit("-s", 1)[0], method, "loss", rows, rows[0].loss))
+    return groups
+
+
 def _view_limits(study: StudyConfig, cfg: TrainConfig) -> dict[str, int | None]:
     """How many samples of each split a dataset view needs (None: all): the validation
     samples the runs read, the evaluated test samples, and frozen training samples."""
@@ -186,11 +199,7 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None) -> StudyResu
     train_all(study, cfgs, counts, rep)
     for run, cfg, source in zip(runs, cfgs, sources):
         evaluate_one(study, run.name, source, counts, rep, model=cfg.run_dir)
-    groups: list[tuple[str, str, str, list[plan.RunSpec] | None, str | None]] = []
-    for method in dict.fromkeys(r.method for r in runs):  # rows in run order
-        rows = [r for r in runs if r.method == method]
-        key = rows[0].name.rsplit("-s", 1)[0]
-        groups.append((key, method, "loss", rows, rows[0].loss))
+    groups = _loss_groups(runs)
     for name in ("bicubic", "classical"):
         if getattr(study.baselines, name):
             evaluate_one(study, name, data, counts, rep, baseline=name)
