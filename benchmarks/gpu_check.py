@@ -18,7 +18,10 @@ JSON is rewritten after every part:
 6. the real ``train()`` loop on CUDA (bf16, channels_last, validation) with device synthesis,
    CPU synthesis, and device synthesis with the model compiled into CUDA graphs, against the
    bare step: ``loop_overhead``;
-7. the projected ``paper`` run and study from the measured steps.
+7. the projected ``paper`` run and study from the measured steps;
+8. the fusions (``model.fusion``: early, registered with 1 and 3 back-projection steps) on the
+   ``paper`` geometry, charbonnier, eager: the registered path's registration and shift-and-add
+   on CUDA, and its cost over early fusion.
 
 Prepare here (LFW is not on the device machine; lpips travels as a wheel)::
 
@@ -253,6 +256,30 @@ def loop(dataset: str, device: torch.device, bare: dict, n: dict[str, int]) -> d
     return out
 
 
+def fusions(dataset: str, device: torch.device, big: int, n: dict[str, int]) -> list[dict]:
+    from mfsr.bench.training import bare_step, first_batch
+    from mfsr.train.data import ensure_dataset, train_dataset
+
+    rows = []
+    for batch_size in (4, big):
+        cfg = paper(dataset, batch_size=batch_size)
+        batch = first_batch(cfg, train_dataset(cfg, ensure_dataset(cfg)))
+        for fusion, steps in (("early", 1), ("registered", 1), ("registered", 3)):
+            model = replace(cfg.model, fusion=fusion, back_projection=steps)
+            try:
+                row = bare_step(
+                    replace(cfg, model=model), batch, device, "charbonnier", n["steps"], n["warmup"]
+                )
+            except Exception as exc:  # record, go on
+                row = {"error": f"{type(exc).__name__}: {exc}"}
+            row.pop("device_name", None)
+            rows.append(
+                {"batch_size": batch_size, "fusion": fusion, "back_projection": steps, **row}
+            )
+            print(json.dumps(rows[-1], default=str), flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
@@ -265,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         if dataset is None:
             return 1
         rows = record.part("bare_step", bare_steps, dataset, device, args.big_batch, n) or []
+        record.part("fusion", fusions, dataset, device, args.big_batch, n)
         record.part("device_synthesis", device_synthesis, dataset, device, args.big_batch, n)
         record.part("validation_metrics", metrics, dataset, device)
         record.part("validation", validation, dataset, device, n)

@@ -127,3 +127,35 @@ def test_untrained_registered_network_starts_from_the_frames(clean_faces):
             outs[fusion] = psnr(model(frames), hr)
     assert torch.allclose(outs["early"], psnr(Bicubic(4)(frames), hr), atol=1e-4)
     assert (outs["registered"] > outs["early"] + 1.0).all(), outs
+
+
+def test_classical_part_is_a_plain_call_off_cuda(default_faces):
+    """``graphed`` only replays CUDA graphs on CUDA: on the CPU ``classical`` is ``_classical``."""
+    from mfsr.models.fusion import _classical
+
+    frames = default_faces[0]
+    head = RegisteredFusion(7, 4, 3, 8, 1)
+    for got, want in zip(head.classical(frames), _classical(frames, 4, 1)):
+        assert torch.equal(got, want)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CUDA graph replay)")
+def test_cuda_graph_replay_equals_the_eager_call(default_faces):
+    """Measured on an H200 (docs/benchmarks.md): replayed from a CUDA graph, the classical part
+    gives the eager numbers, per batch shape, in and out of inference mode, call after call."""
+    from mfsr.models import registration
+
+    head = RegisteredFusion(7, 4, 3, 8, 1).cuda()
+    frames = default_faces[0].cuda()
+    for batch in (frames, frames[:3], frames.flip(0)):
+        registration.CUDA_GRAPHS = False
+        eager = head.classical(batch)
+        registration.CUDA_GRAPHS = True
+        try:
+            for _ in range(2):
+                for got, want in zip(head.classical(batch), eager):
+                    assert torch.equal(got, want)
+            with torch.inference_mode():
+                assert torch.equal(head.classical(batch)[1], eager[1])
+        finally:
+            registration.CUDA_GRAPHS = True

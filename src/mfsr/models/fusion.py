@@ -29,7 +29,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mfsr.models.registration import register, shift_and_add, shift_image
+from mfsr.models.registration import graphed, register, shift_and_add, shift_image
+
+
+def _classical(
+    frames: torch.Tensor, scale: int, back_projection: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:meth:`RegisteredFusion.classical` without the autocast and graph wrapping."""
+    b, n, c, h, w = frames.shape
+    shifts = register(frames)  # (B, N, 2) LR px
+    estimate = shift_and_add(frames, shifts, scale, back_projection)
+    aligned = shift_image(frames.reshape(b * n, c, h, w), shifts.reshape(b * n, 2))
+    return aligned.reshape(b, n, c, h, w), estimate.clamp(0.0, 1.0)
 
 
 def _act() -> nn.Module:
@@ -66,16 +77,11 @@ class RegisteredFusion(nn.Module):
 
     def classical(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, N, C, h, w)`` -> frames moved onto the reference ``(B, N, C, h, w)`` and the
-        classical estimate ``(B, C, s*h, s*w)`` clamped to [0, 1]; no gradient."""
-        b, n, c, h, w = frames.shape
+        classical estimate ``(B, C, s*h, s*w)`` clamped to [0, 1]; no gradient. On CUDA one
+        replay of a CUDA graph (:func:`~mfsr.models.registration.graphed`)."""
         # float32 registration and resampling even under autocast: bf16 cannot hold 1/32 px
         with torch.no_grad(), torch.autocast(frames.device.type, enabled=False):
-            frames = frames.float()
-            shifts = register(frames)  # (B, N, 2) LR px
-            estimate = shift_and_add(frames, shifts, self.scale, self.back_projection)
-            flat = frames.reshape(b * n, c, h, w)
-            aligned = shift_image(flat, shifts.reshape(b * n, 2)).reshape(b, n, c, h, w)
-        return aligned, estimate.clamp(0.0, 1.0)
+            return graphed(_classical, frames.float(), self.scale, self.back_projection)
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, n, c, h, w = frames.shape

@@ -13,6 +13,8 @@ right and ``y`` down. :func:`register` measures ``t_k``; :func:`shift_image` und
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -26,9 +28,8 @@ MIN_REGISTRATION_SIZE = 4
 
 def gray(frames: torch.Tensor) -> torch.Tensor:
     """``(..., C, h, w)`` -> ``(..., h, w)``: luma for 3 channels, the channel mean otherwise."""
-    if frames.shape[-3] == 3:
-        w = frames.new_tensor(_LUMA).view(3, 1, 1)
-        return (frames * w).sum(dim=-3)
+    if frames.shape[-3] == 3:  # python-float weights: a weight tensor would be a host->device copy
+        return sum(wt * frames[..., i, :, :] for i, wt in enumerate(_LUMA))
     return frames.mean(dim=-3)
 
 
@@ -69,8 +70,8 @@ def phase_correlate(
     py, px = peak // w, peak % w
     py = torch.where(py > h // 2, py - h, py).double()
     px = torch.where(px > w // 2, px - w, px).double()
-    offsets = torch.arange(-1.5 * upsample, 1.5 * upsample + 1, dtype=torch.float64) / upsample
-    offsets = offsets.to(ref.device)
+    span = torch.arange(-1.5 * upsample, 1.5 * upsample + 1, dtype=torch.float64, device=ref.device)
+    offsets = span / upsample
     rows = _dft_rows(h, py[:, None] + offsets)  # (M, k, h)
     cols = _dft_rows(w, px[:, None] + offsets)  # (M, k, w)
     fine = (rows @ cross @ cols.transpose(1, 2)).real  # (M, k, k): correlation at (y, x)
@@ -121,16 +122,16 @@ def register(frames: torch.Tensor, refine: bool = True) -> torch.Tensor:
         return out
     with torch.no_grad():
         g = gray(frames.detach().double())  # (B, N, h, w)
-        ref = n // 2
-        others = [k for k in range(n) if k != ref]
-        moving = g[:, others].reshape(-1, *g.shape[-2:])
-        reference = g[:, ref : ref + 1].expand(-1, len(others), -1, -1).reshape_as(moving)
+        ref = n // 2  # slices, not a list index: that would be a host->device copy (a sync)
+        moving = torch.cat([g[:, :ref], g[:, ref + 1 :]], dim=1).reshape(-1, *g.shape[-2:])
+        reference = g[:, ref : ref + 1].expand(-1, n - 1, -1, -1).reshape_as(moving)
         d = coarse = phase_correlate(moving, reference)
         if refine:
             d = refine_translation(moving, reference, coarse)
             diverged = (d - coarse).abs().amax(dim=1) > 1.0  # keep the coarse one
             d = torch.where(diverged[:, None], coarse, d)
-        out[:, others] = d.float().reshape(b, len(others), 2)
+        d = d.float().reshape(b, n - 1, 2)
+        out[:, :ref], out[:, ref + 1 :] = d[:, :ref], d[:, ref:]
     return out
 
 
@@ -237,3 +238,51 @@ def shift_and_add(
         residual = (frames - simulate_frames(fused, shifts, scale)).reshape(b * n, c, h, w)
         fused = fused + shift_image(residual, d, hr).reshape(b, n, c, *hr).mean(1)
     return fused
+
+
+#: Replay :func:`graphed`'s functions from CUDA graphs (False: plain eager calls, e.g. to compare).
+CUDA_GRAPHS = True
+_GRAPHS: dict[tuple, tuple | None] = {}
+
+
+def graphed(
+    fn: Callable[..., tuple[torch.Tensor, ...]], x: torch.Tensor, *args: int
+) -> tuple[torch.Tensor, ...]:
+    """``fn(x, *args)``, on CUDA replayed from a CUDA graph captured once per function, shape,
+    dtype, device, ``args`` and inference mode; elsewhere (CPU, ``torch.compile``, or
+    ``CUDA_GRAPHS`` off) a plain call. Registration and shift-and-add are about 1,000 small
+    operators whose launches, not their arithmetic, bound a GPU (docs/benchmarks.md); one replay
+    launches them all. ``fn`` must return a tuple of tensors, take no gradient and not
+    synchronise with the host. The outputs are copies (the graph's buffers are reused). A capture
+    that fails warns once and that case stays eager.
+    """
+    if not (x.is_cuda and CUDA_GRAPHS) or torch.compiler.is_compiling():
+        return fn(x, *args)
+    key = (fn, tuple(x.shape), x.dtype, x.device, args, torch.is_inference_mode_enabled())
+    if key not in _GRAPHS:
+        try:
+            _GRAPHS[key] = _capture(fn, x, args)
+        except RuntimeError as exc:  # e.g. an operator that cannot be captured: stay eager
+            warnings.warn(f"{fn.__name__}: no CUDA graph ({exc}); running eagerly", stacklevel=2)
+            _GRAPHS[key] = None
+    if _GRAPHS[key] is None:
+        return fn(x, *args)
+    graph, static_in, static_out = _GRAPHS[key]
+    static_in.copy_(x)
+    graph.replay()
+    return tuple(t.clone() for t in static_out)
+
+
+def _capture(fn: Callable[..., tuple[torch.Tensor, ...]], x: torch.Tensor, args: tuple) -> tuple:
+    with torch.cuda.device(x.device):
+        static_in = x.clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up outside the capture: cuFFT plans, the allocator
+            fn(static_in, *args)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        # thread_local: loader threads may call CUDA (pinning) while this thread captures
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            static_out = fn(static_in, *args)
+    return graph, static_in, static_out
