@@ -33,6 +33,7 @@ from mfsr.data.images import IMAGE_SUFFIXES, decode_rgb
 from mfsr.data.report import BuildReport
 from mfsr.data.sample import dumps_meta, remove_stale_tmp, safe_id, write_sample
 from mfsr.errors import DataError, MfsrError
+from mfsr.locks import LOCK_NAME, folder_lock
 
 SPLITS = ("train", "val", "test")
 SEED_PROPORTIONS = (2504, 837, 753)  # the seed paper's train/val/test sizes
@@ -239,7 +240,7 @@ def _prepare_out(opts: BuildOptions, settings: dict) -> None:
                 f"{out}: already holds a dataset built with other settings ({', '.join(changed)}"
                 " differ); use --overwrite or another --out"
             )
-    elif out.exists() and any(out.iterdir()):
+    elif out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
         raise MfsrError(
             f"{out}: folder is not empty and holds no mfsr dataset; choose another --out"
         )
@@ -310,6 +311,12 @@ def build_dataset(
     items = scan_sources(opts, report, scan_progress)
     if not items:
         raise MfsrError(f"{opts.source}: no usable face photos ({len(report.skipped)} skipped)")
+    with folder_lock(opts.out, "dataset"):
+        _write_dataset(opts, settings, items, report, build_progress)
+    return report
+
+
+def _write_dataset(opts: BuildOptions, settings: dict, items, report, build_progress) -> None:
     _prepare_out(opts, settings)
     splits = assign_splits(items, opts)
     for split, target in zip(SPLITS, opts.counts or ()):
@@ -336,7 +343,6 @@ def build_dataset(
         remove_stale_tmp(opts.out / s)
     _run_jobs(jobs, opts, report, build_progress)
     _write_json(opts.out / "build-report.json", report.to_dict())
-    return report
 
 
 def _run_jobs(jobs, opts: BuildOptions, report: BuildReport, progress) -> None:

@@ -58,6 +58,7 @@ from mfsr.data.track import (
 )
 from mfsr.errors import DataError, MfsrError
 from mfsr.faces import DEFAULT_KEEP_SCORE, DEFAULT_MIN_SCORE, Face, detect_faces
+from mfsr.locks import locked
 
 DETECT_MAX_SIDE = 960  # larger frames are shrunk for detection only (speed); boxes scaled back
 MODES = ("eval", "lr-only")
@@ -327,6 +328,7 @@ def _write_window(
     write_sample(split_dir, sample_id, frames, hr, meta)
 
 
+@locked("dataset", "out")
 def build_from_video(
     video: str | os.PathLike,
     out: str | os.PathLike,

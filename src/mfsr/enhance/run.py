@@ -37,6 +37,7 @@ from mfsr.enhance.source import (
     measure_shifts,
 )
 from mfsr.errors import MfsrError
+from mfsr.locks import locked
 
 Warn = Callable[[str], None]
 #: Windows per model call when not given. CPU: 4 was fastest for the quick U-Net on 2 cores
@@ -102,6 +103,7 @@ def _no_windows_error(video: Path, n_decoded: int, segments: list, n: int, d: fl
     )
 
 
+@locked("enhance output", "out")
 def enhance_video(
     video: str | os.PathLike,
     enhancer: Enhancer,
@@ -313,6 +315,7 @@ def load_frames(paths: list[Path], enhancer: Enhancer, log: Warn) -> list[np.nda
     ]
 
 
+@locked("enhance output", "out")
 def enhance_frames(
     paths: list[str | os.PathLike],
     enhancer: Enhancer,

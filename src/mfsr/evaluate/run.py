@@ -21,6 +21,7 @@ import numpy as np
 
 from mfsr.errors import MfsrError
 from mfsr.evaluate.sources import Exclusion, FolderOutputs, Sample
+from mfsr.locks import folder_lock
 from mfsr.metrics.ffr import DescriptorCache, FaceAnalysis, cache_key
 from mfsr.metrics.table import FaceSettings, image_metrics, make_row
 
@@ -171,7 +172,8 @@ def evaluate(opts: EvalOptions, progress: Progress | None = None) -> EvalResult:
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _evaluate(opts, progress)
+        with folder_lock(Path(opts.out), "evaluation"):
+            return _evaluate(opts, progress)
     finally:
         torch.set_num_threads(previous)
 

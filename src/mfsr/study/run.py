@@ -27,6 +27,7 @@ import yaml
 
 from mfsr.config import to_dict, with_defaults
 from mfsr.errors import MfsrError
+from mfsr.locks import folder_lock
 from mfsr.study import plan
 from mfsr.study.config import PIXEL, StudyConfig, loss_slug
 from mfsr.study.execute import Counts, Reporter, evaluate_one, read_log, train_all
@@ -167,8 +168,14 @@ def _frames_view(study: StudyConfig, cfg: TrainConfig, data: Path, n: int, rep: 
 def run_study(study: StudyConfig, reporter: Reporter | None = None) -> StudyResult:
     """Train, evaluate and report a study (see the module docstring); returns what was done.
 
+    Holds the study folder's lock throughout (a second process on the same study is refused).
     Raises :class:`MfsrError` for a bad setup (no test split, changed settings, failed runs).
     """
+    with folder_lock(study.study_dir, "study"):
+        return _run_study(study, reporter)
+
+
+def _run_study(study: StudyConfig, reporter: Reporter | None) -> StudyResult:
     from mfsr.study.outputs import write_outputs
     from mfsr.train.data import ensure_dataset
 

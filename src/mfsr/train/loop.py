@@ -28,6 +28,7 @@ import yaml
 
 from mfsr.config import to_dict, with_defaults, write_text_atomic
 from mfsr.errors import MfsrError
+from mfsr.locks import folder_lock
 from mfsr.train.checkpoint import read_checkpoint, read_init_weights, save_checkpoint
 from mfsr.train.config import CUDA_GRAPH_MODES, TrainConfig
 from mfsr.train.data import (
@@ -145,7 +146,16 @@ def train(
     ``progress(epoch, step_in_epoch, steps, info)`` is called after every step on rank 0;
     ``info`` (loss, lr, samples/s...) is given on logging steps, else None.
     ``on_epoch(epoch, values)`` gets each epoch's validation values on rank 0.
+    Rank 0 holds the run folder's lock throughout (:func:`mfsr.locks.folder_lock`): a second
+    process training the same run is refused.
     """
+    if int(os.environ.get("RANK", "0")) != 0:
+        return _train(cfg, resume, progress, on_epoch)
+    with folder_lock(cfg.run_dir, "run"):
+        return _train(cfg, resume, progress, on_epoch)
+
+
+def _train(cfg: TrainConfig, resume: bool, progress: Any, on_epoch: Any) -> dict[str, Any]:
     from mfsr.losses import build_loss
     from mfsr.models import build_model
 

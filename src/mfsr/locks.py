@@ -1,0 +1,106 @@
+"""One writer per folder: a run, a dataset, a study, an evaluation or an enhance output.
+
+Two processes writing one folder at once interleave their logs and keep whichever checkpoint or
+sample was written last, with both exiting 0 (docs/reliability.md). :func:`folder_lock` holds
+an advisory lock on ``<folder>/.mfsr-lock`` for the whole command; a second writer is refused
+at once with the holder's pid. The kernel releases the lock when its holder dies, however it
+dies, so a lock left by a killed process is simply taken over.
+
+Hand-written on ``fcntl.flock`` rather than the ``filelock`` package: filelock truncates the
+lock file on every attempt, which would erase the holder's pid that the refusal names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mfsr.errors import MfsrError
+
+LOCK_NAME = ".mfsr-lock"
+F = TypeVar("F", bound=Callable[..., Any])
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; one writer per folder is then the user's to keep
+    fcntl = None  # type: ignore[assignment]
+
+
+def _try_lock(path: Path) -> tuple[int | None, str]:
+    """(open descriptor holding the lock, "") or (None, the holder's pid as written)."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            return None, holder or "unknown"
+        try:  # the holder before us may have removed the file after we opened it: retry
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return fd, ""
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, what: str) -> Iterator[None]:
+    """Hold ``folder``'s lock (creating the folder) while the block runs.
+
+    ``what`` names the folder's kind in the refusal ("run", "dataset", ...). Raises
+    :class:`MfsrError` if another process holds it (naming its pid) or if the folder cannot be
+    created. On leaving, the lock file is removed, and the folder too if the lock made it and
+    nothing else was written there.
+    """
+    if fcntl is None:
+        yield
+        return
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise MfsrError(f"{folder}: exists and is not a folder")
+    made = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / LOCK_NAME
+        fd, holder = _try_lock(path)
+    except OSError as exc:
+        raise MfsrError(f"{folder}: cannot lock the {what} folder ({exc.strerror})") from None
+    if fd is None:
+        raise MfsrError(
+            f"{folder}: another mfsr process (pid {holder}) is writing this {what}; wait for it "
+            "to finish, or use another folder"
+        )
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()  # before the unlock: a process that opened it meanwhile retries
+        os.close(fd)
+        if made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty: a command that failed before writing anything
+
+
+def locked(what: str, param: str) -> Callable[[F], F]:
+    """Decorator: the call holds :func:`folder_lock` on its argument ``param`` (a folder)."""
+
+    def wrap(fn: F) -> F:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            folder = signature.bind(*args, **kwargs).arguments[param]
+            with folder_lock(Path(folder), what):
+                return fn(*args, **kwargs)
+
+        return call  # type: ignore[return-value]
+
+    return wrap
