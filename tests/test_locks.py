@@ -19,7 +19,7 @@ from test_train import overrides
 HOLD = """import sys, time; from pathlib import Path; from mfsr.locks import folder_lock
 with folder_lock(Path(sys.argv[1]), "test"):
     print("held", flush=True)
-    time.sleep(60)
+    time.sleep(float(sys.argv[2]))
 """
 
 
@@ -28,9 +28,10 @@ def tiny_data(tiny_dataset) -> Path:
     return tiny_dataset(32, (12, 4, 0), ("val",))
 
 
-def holder(folder: Path) -> subprocess.Popen:
-    """Another process holding ``folder``'s lock until killed."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE)
+def holder(folder: Path, seconds: float = 60) -> subprocess.Popen:
+    """Another process holding ``folder``'s lock for ``seconds`` (or until killed)."""
+    cmd = [sys.executable, "-c", HOLD, str(folder), str(seconds)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
     assert proc.stdout.readline().strip() == b"held"
     return proc
 
@@ -55,6 +56,23 @@ def test_second_holder_is_refused_with_the_pid_and_a_dead_holders_lock_is_taken(
     with folder_lock(folder, "run"):  # the kernel released it with the process
         assert (folder / LOCK_NAME).read_text().strip() == str(os.getpid())
     assert list(folder.iterdir()) == []  # the lock file goes with its holder
+
+
+def test_waiting_for_a_holder_and_nesting_in_one_process(tmp_path):
+    """A training that finds its dataset being built waits (with a warning naming the builder)
+    instead of being refused; a process that holds a folder may lock it again (nested)."""
+    folder = tmp_path / "set"
+    proc = holder(folder, seconds=1.5)
+    started = time.monotonic()
+    waiting = rf"waiting for mfsr process {proc.pid}"
+    with (
+        pytest.warns(UserWarning, match=waiting),
+        folder_lock(folder, "dataset", wait=True),
+        folder_lock(folder, "dataset"),
+    ):
+        assert time.monotonic() - started > 1.0  # acquired only once the holder let go
+        assert (folder / LOCK_NAME).read_text().strip() == str(os.getpid())
+    proc.wait()
 
 
 def test_lock_leaves_written_folders_and_names_bad_places(tmp_path):

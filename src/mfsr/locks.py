@@ -16,6 +16,7 @@ import contextlib
 import functools
 import inspect
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,12 +32,18 @@ except ImportError:  # Windows: no flock; one writer per folder is then the user
     fcntl = None  # type: ignore[assignment]
 
 
-def _try_lock(path: Path) -> tuple[int | None, str]:
+#: Folders this process holds (resolved path -> depth): a nested lock of the same folder, e.g.
+#: a training that builds its dataset, is already held (flock would refuse our own second open).
+_HELD: dict[Path, int] = {}
+
+
+def _try_lock(path: Path, wait: bool) -> tuple[int | None, str]:
     """(open descriptor holding the lock, "") or (None, the holder's pid as written)."""
     while True:
+        path.parent.mkdir(parents=True, exist_ok=True)  # a holder may remove a folder it made
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
             os.close(fd)
@@ -50,25 +57,39 @@ def _try_lock(path: Path) -> tuple[int | None, str]:
 
 
 @contextlib.contextmanager
-def folder_lock(folder: Path, what: str) -> Iterator[None]:
+def folder_lock(folder: Path, what: str, wait: bool = False) -> Iterator[None]:
     """Hold ``folder``'s lock (creating the folder) while the block runs.
 
-    ``what`` names the folder's kind in the refusal ("run", "dataset", ...). Raises
-    :class:`MfsrError` if another process holds it (naming its pid) or if the folder cannot be
-    created. On leaving, the lock file is removed, and the folder too if the lock made it and
-    nothing else was written there.
+    ``what`` names the folder's kind in messages ("run", "dataset", ...). If another process
+    holds it: :class:`MfsrError` naming its pid, or with ``wait`` a warning naming it and a wait
+    until it is released. Re-entrant within a process. Raises :class:`MfsrError` if the folder
+    cannot be created or locked. On leaving, the lock file is removed, and the folder too if the
+    lock made it and nothing else was written there.
     """
-    if fcntl is None:
-        yield
-        return
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise MfsrError(f"{folder}: exists and is not a folder")
+    key = folder.resolve()
+    if fcntl is None or key in _HELD:
+        _HELD[key] = _HELD.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+            if not _HELD[key]:
+                del _HELD[key]
+        return
     made = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / LOCK_NAME
-        fd, holder = _try_lock(path)
+        fd, holder = _try_lock(path, wait=False)
+        if fd is None and wait:
+            warnings.warn(
+                f"{folder}: waiting for mfsr process {holder} to finish writing this {what}",
+                stacklevel=3,
+            )
+            fd, holder = _try_lock(path, wait=True)
     except OSError as exc:
         raise MfsrError(f"{folder}: cannot lock the {what} folder ({exc.strerror})") from None
     if fd is None:
@@ -76,11 +97,13 @@ def folder_lock(folder: Path, what: str) -> Iterator[None]:
             f"{folder}: another mfsr process (pid {holder}) is writing this {what}; wait for it "
             "to finish, or use another folder"
         )
+    _HELD[key] = 1
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         yield
     finally:
+        del _HELD[key]
         with contextlib.suppress(OSError):
             path.unlink()  # before the unlock: a process that opened it meanwhile retries
         os.close(fd)

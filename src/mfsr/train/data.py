@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mfsr.data.dataset import SequenceDataset, SourceImage, SyntheticSequenceDataset
 from mfsr.errors import MfsrError
+from mfsr.locks import folder_lock
 from mfsr.train.config import TrainConfig
 
 
@@ -55,7 +56,10 @@ def ensure_dataset(cfg: TrainConfig, progress=None) -> dict[str, Any]:
             limit=b.limit,
             write_splits=b.splits,
         )
-        build_dataset(opts, build_progress=progress)
+        # another process (a second training) may be building it: wait, then use its build
+        with folder_lock(root, "dataset", wait=True):
+            if not meta_path.exists():
+                build_dataset(opts, build_progress=progress)
     try:
         return json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
