@@ -316,7 +316,14 @@ def build_dataset(
     return report
 
 
-def _write_dataset(opts: BuildOptions, settings: dict, items, report, build_progress) -> None:
+def _write_dataset(
+    opts: BuildOptions,
+    settings: dict,
+    items: list[SourceItem],
+    report: BuildReport,
+    build_progress: Callable[[int, int], None] | None,
+) -> None:
+    """Split ``items`` and write the dataset into ``opts.out`` (the caller holds its lock)."""
     _prepare_out(opts, settings)
     splits = assign_splits(items, opts)
     for split, target in zip(SPLITS, opts.counts or ()):
