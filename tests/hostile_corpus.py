@@ -86,11 +86,21 @@ def photo_corpus(photo: Path) -> dict[str, tuple[str, bytes | Path]]:
             _animated_gif(photo),
         ),  # GIF is not a photo format here
         "webp-photo.webp": ("used", encoded(Image.open(photo), "WEBP", quality=90)),
+        # a phone photo stored sideways with an orientation tag (decoded upright: test_images)
+        "exif-sideways.jpg": ("used", _exif_jpeg(photo, 6)),
+        "exif-bad-orientation.jpg": ("used", _exif_jpeg(photo, 99)),
     }
     for mode, fmt in IMAGE_MODES.items():
         name = f"mode-{mode.replace(';', '_').replace('+', '-')}.{fmt.lower()}"
         corpus[name] = ("used", encoded(face_image(photo, mode), fmt))
     return corpus
+
+
+def _exif_jpeg(photo: Path, orientation: int) -> bytes:
+    """The photo turned on its side, with the EXIF orientation tag that turns it back."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return encoded(Image.open(photo).transpose(Image.Transpose.ROTATE_90), "JPEG", exif=exif)
 
 
 def _animated_gif(photo: Path) -> bytes:
@@ -132,6 +142,8 @@ PHOTO_NAMES = [
     "spaces and non-ASCII Zoë Saldaña ü.jpg",
     "animated.gif",
     "webp-photo.webp",
+    "exif-sideways.jpg",
+    "exif-bad-orientation.jpg",
     *(f"mode-{m.replace(';', '_').replace('+', '-')}.{f.lower()}" for m, f in IMAGE_MODES.items()),
     "link-outside.jpg",
     "dangling-link.jpg",

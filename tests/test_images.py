@@ -111,3 +111,21 @@ def test_missing_file_and_folder(tmp_path):
         read_rgb(tmp_path / "nope.png")
     with pytest.raises(DataError, match="is a folder"):
         read_rgb(tmp_path)
+
+
+@pytest.mark.parametrize("orientation, turn", [(3, 2), (6, -1), (8, 1)])
+def test_exif_orientation_is_applied(lfw_root, orientation, turn):
+    """A phone photo stored sideways with an orientation tag decodes upright (as viewers show
+    it), not as a sideways face; a broken tag leaves the pixels as stored."""
+    photo = next(lfw_root.glob("*/*.jpg"))
+    stored = Image.open(photo).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # Orientation
+    buf = io.BytesIO()
+    stored.save(buf, format="PNG", exif=exif.tobytes())  # lossless: compare pixels exactly
+    upright = decode_rgb(buf.getvalue())
+    assert np.array_equal(upright, np.rot90(np.asarray(stored), turn))
+    exif[0x0112] = 99  # no such orientation
+    buf = io.BytesIO()
+    stored.save(buf, format="PNG", exif=exif.tobytes())
+    assert np.array_equal(decode_rgb(buf.getvalue()), np.asarray(stored))

@@ -8,13 +8,14 @@ naming the file.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageOps
 
 from mfsr.errors import DataError
 
@@ -67,7 +68,8 @@ def read_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarra
 
 
 def decode_rgb(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode encoded image bytes to ``uint8 (H, W, 3)`` RGB; see :func:`read_rgb`."""
+    """Decode encoded image bytes to ``uint8 (H, W, 3)`` RGB, turned upright by the EXIF
+    orientation tag if there is one; see :func:`read_rgb`."""
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with warnings.catch_warnings():
@@ -90,6 +92,9 @@ def decode_rgb(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXELS)
         raise DataError(f"{name}: corrupt or truncated image ({exc})") from None
     if width < 2 or height < 2:
         raise DataError(f"{name}: image is only {width}x{height} pixels")
+    # the EXIF orientation tag: the photo as a viewer shows it (an unreadable tag: as stored)
+    with contextlib.suppress(OSError, SyntaxError, ValueError, KeyError, TypeError):
+        img = ImageOps.exif_transpose(img)
     try:
         arr = np.asarray(_to_rgb(img), dtype=np.uint8)
     except (OSError, ValueError) as exc:
