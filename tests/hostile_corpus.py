@@ -242,6 +242,7 @@ CHECKPOINT_NAMES = [
     "future-version.safetensors",
     "nan-weights.safetensors",
     "inf-weights.safetensors",
+    "integer-weights.safetensors",
     "wider-config.safetensors",
     "missing-tensor.safetensors",
     "no-config.safetensors",
@@ -301,6 +302,11 @@ def checkpoint_corpus(folder: Path, good: Path, marker: Path) -> dict[str, tuple
         "inf-weights.safetensors",
         "non-finite",
         lambda t, m: t[first].view(-1)[0:1].fill_(float("inf")),
+    )
+    variant(  # int weights would be cast on loading: a model that runs and outputs garbage
+        "integer-weights.safetensors",
+        "wrong type",
+        lambda t, m: t.update({first: (t[first] * 100).round().to(torch.int64)}),
     )
     variant(
         "wider-config.safetensors",

@@ -144,6 +144,17 @@ def load_model(
             f"{file}: checkpoint has non-finite (NaN/inf) weights in {len(bad)} tensor(s), "
             f"e.g. {bad[0]}; the run probably diverged - use an earlier checkpoint"
         )
+    expected = model.state_dict()  # load_state_dict would cast ints into the float weights
+    cast = [
+        k
+        for k, v in state.items()
+        if k in expected and v.is_floating_point() != expected[k].is_floating_point()
+    ]
+    if cast:
+        raise MfsrError(
+            f"{file}: weights of the wrong type in {len(cast)} tensor(s), e.g. {cast[0]} is "
+            f"{state[cast[0]].dtype} where the model holds {expected[cast[0]].dtype}"
+        )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
