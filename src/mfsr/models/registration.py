@@ -250,11 +250,12 @@ def graphed(
 ) -> tuple[torch.Tensor, ...]:
     """``fn(x, *args)``, on CUDA replayed from a CUDA graph captured once per function, shape,
     dtype, device, ``args`` and inference mode; elsewhere (CPU, ``torch.compile``, or
-    ``CUDA_GRAPHS`` off) a plain call. Registration and shift-and-add are about 1,000 small
+    ``CUDA_GRAPHS`` off) a plain call. Registration and shift-and-add are about 3,200 small
     operators whose launches, not their arithmetic, bound a GPU (docs/benchmarks.md); one replay
     launches them all. ``fn`` must return a tuple of tensors, take no gradient and not
-    synchronise with the host. The outputs are copies (the graph's buffers are reused). A capture
-    that fails warns once and that case stays eager.
+    synchronise with the host. The outputs are copies (the graph's buffers are reused); each
+    captured shape keeps its buffers for the life of the process. A capture that fails warns
+    once and that case stays eager.
     """
     if not (x.is_cuda and CUDA_GRAPHS) or torch.compiler.is_compiling():
         return fn(x, *args)
