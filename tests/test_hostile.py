@@ -410,10 +410,36 @@ def test_sequence_folder(case, tmp_path, capsys):
     assert "bad-é" in text and SEQUENCE_CASES[case] in text, output
 
 
+# -- numeric options that are NaN, infinite or out of range: one line at the boundary ----------
+
+OPTION_CASES = {
+    "enhance --at nan": (["enhance", "--baseline", "classical", "--at", "nan"], "--at"),
+    "data build --max-upscale inf": (["data", "build", "--max-upscale", "inf"], "--max-upscale"),
+    "data build --max-upscale nan": (["data", "build", "--max-upscale", "nan"], "--max-upscale"),
+    "evaluate --min-score nan": (["evaluate", "--min-score", "nan"], "--min-score"),
+    "evaluate --threshold inf": (["evaluate", "--threshold", "inf"], "--threshold"),
+    "evaluate --threshold -1": (["evaluate", "--threshold", "-1"], "--threshold"),
+}
+
+
+@pytest.mark.parametrize("case", OPTION_CASES)
+def test_non_finite_numeric_options(case, capsys, tmp_path):
+    args, option = OPTION_CASES[case]
+    where = {
+        "enhance": ["--video", require(VIDEOS / CLIP)],
+        "data": ["--source", require(LFW)],
+        "evaluate": ["--data", tmp_path, "--baseline", "bicubic", "--no-lpips"],
+    }[args[0]]
+    code, output = run(capsys, *args, *where, "--out", tmp_path / "out")
+    assert_one_line_error(code, output, option)
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_corpus_has_at_least_50_cases():
     n = (
         len(hc.PHOTO_NAMES) + 2 * len(hc.VIDEO_NAMES) + len(FRAME_CASES) + len(hc.CHECKPOINT_NAMES)
         + len(CONFIG_CASES) + len(STUDY_CASES) + len(DEGRADATION_CASES) + len(SEQUENCE_CASES)
+        + len(OPTION_CASES)
     )  # fmt: skip
     assert n >= 50, n
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import zlib
 from collections.abc import Callable
@@ -78,8 +79,12 @@ class BuildOptions:
             raise MfsrError("--limit must be >= 1")
         if self.max_per_identity is not None and self.max_per_identity < 1:
             raise MfsrError("--max-per-identity must be >= 1")
-        if self.face_size < 2 or self.max_upscale <= 0 or self.workers < 1:
-            raise MfsrError("--face-size, --max-upscale and --workers must be positive")
+        if self.face_size < 2 or self.workers < 1:
+            raise MfsrError("--face-size and --workers must be positive")
+        if not 0 < self.max_upscale < math.inf:  # also refuses NaN
+            raise MfsrError(
+                f"--max-upscale must be a positive finite number, got {self.max_upscale}"
+            )
 
     def settings(self) -> dict:
         """What goes into dataset.json (everything that determines the samples' bytes)."""

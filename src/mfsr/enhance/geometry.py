@@ -182,6 +182,8 @@ def select_windows(
     ref = n_frames // 2
     chosen: dict[int, range] = {}
     for t in at:
+        if not math.isfinite(t):
+            raise MfsrError(f"--at must be a time in seconds, got {t}")
         frame = round(t * fps)
         if t < 0 or frame >= n_decoded:
             raise MfsrError(

@@ -8,6 +8,7 @@ process). HR face analyses are read from / written to the descriptor cache in th
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -73,6 +74,12 @@ class EvalOptions:
             raise MfsrError(f"--workers must be >= 0, got {self.workers}")
         if self.torch_threads is not None and self.torch_threads < 1:
             raise MfsrError(f"--torch-threads must be >= 1, got {self.torch_threads}")
+        if not math.isfinite(self.faces.min_score):
+            raise MfsrError(f"--min-score must be a finite number, got {self.faces.min_score}")
+        if not 0 < self.faces.threshold < math.inf:  # also refuses NaN
+            raise MfsrError(
+                f"--threshold must be a positive finite distance, got {self.faces.threshold}"
+            )
         if self.lpips_net not in (None, "alex", "vgg"):
             raise MfsrError(f"--lpips-net must be 'alex' or 'vgg', got {self.lpips_net!r}")
 
