@@ -1,4 +1,4 @@
-"""The hostile-input corpus: 105 generated bad or awkward inputs through the real commands.
+"""The hostile-input corpus: 138 generated bad or awkward inputs through the real commands.
 
 Every case runs ``mfsr`` in-process (``mfsr.cli.main``, the console entry point) on files that
 the test generates (tests/hostile_corpus.py) and checks what the user gets: exit status 2 with
