@@ -123,7 +123,9 @@ def paper(dataset: str, **changes: Any):
     return replace(cfg, **changes)
 
 
-def bare_steps(dataset: str, device: torch.device, big: int, n: dict[str, int]) -> list[dict]:
+def timed_steps(dataset: str, device: torch.device, big: int, n: dict[str, int], runs) -> list:
+    """The bare ``paper`` step at batch 4 and ``big`` for each of ``runs(batch_size)``:
+    ``(fields for the row, model changes, loss, compile mode)``; a failure is recorded."""
     from mfsr.bench.training import bare_step, first_batch
     from mfsr.train.data import ensure_dataset, train_dataset
 
@@ -131,18 +133,26 @@ def bare_steps(dataset: str, device: torch.device, big: int, n: dict[str, int]) 
     for batch_size in (4, big):
         cfg = paper(dataset, batch_size=batch_size)
         batch = first_batch(cfg, train_dataset(cfg, ensure_dataset(cfg)))
-        runs = [(loss, None) for loss in LOSSES] + [("charbonnier", "default")]
-        if batch_size == 4:  # CUDA graphs: for launch-bound small batches
-            runs.append(("charbonnier", "reduce-overhead"))
-        for loss, compiled in runs:
+        for fields, model, loss, compiled in runs(batch_size):
+            run_cfg = replace(cfg, model=replace(cfg.model, **model))
             try:
-                row = bare_step(cfg, batch, device, loss, n["steps"], n["warmup"], compiled)
+                row = bare_step(run_cfg, batch, device, loss, n["steps"], n["warmup"], compiled)
             except Exception as exc:  # e.g. lpips missing: record, go on
                 row = {"loss": loss, "error": f"{type(exc).__name__}: {exc}"}
             row.pop("device_name", None)
-            rows.append({"batch_size": batch_size, "compile": compiled, **row})
+            rows.append({"batch_size": batch_size, **fields, **row})
             print(json.dumps(rows[-1], default=str), flush=True)
     return rows
+
+
+def bare_steps(dataset: str, device: torch.device, big: int, n: dict[str, int]) -> list[dict]:
+    def runs(batch_size: int) -> list:
+        plan = [(loss, None) for loss in LOSSES] + [("charbonnier", "default")]
+        if batch_size == 4:  # CUDA graphs: for launch-bound small batches
+            plan.append(("charbonnier", "reduce-overhead"))
+        return [({"compile": mode}, {}, loss, mode) for loss, mode in plan]
+
+    return timed_steps(dataset, device, big, n, runs)
 
 
 def device_synthesis(dataset: str, device: torch.device, big: int, n: dict[str, int]) -> dict:
@@ -257,27 +267,11 @@ def loop(dataset: str, device: torch.device, bare: dict, n: dict[str, int]) -> d
 
 
 def fusions(dataset: str, device: torch.device, big: int, n: dict[str, int]) -> list[dict]:
-    from mfsr.bench.training import bare_step, first_batch
-    from mfsr.train.data import ensure_dataset, train_dataset
-
-    rows = []
-    for batch_size in (4, big):
-        cfg = paper(dataset, batch_size=batch_size)
-        batch = first_batch(cfg, train_dataset(cfg, ensure_dataset(cfg)))
-        for fusion, steps in (("early", 1), ("registered", 1), ("registered", 3)):
-            model = replace(cfg.model, fusion=fusion, back_projection=steps)
-            try:
-                row = bare_step(
-                    replace(cfg, model=model), batch, device, "charbonnier", n["steps"], n["warmup"]
-                )
-            except Exception as exc:  # record, go on
-                row = {"error": f"{type(exc).__name__}: {exc}"}
-            row.pop("device_name", None)
-            rows.append(
-                {"batch_size": batch_size, "fusion": fusion, "back_projection": steps, **row}
-            )
-            print(json.dumps(rows[-1], default=str), flush=True)
-    return rows
+    variants = (("early", 1), ("registered", 1), ("registered", 3))
+    models = [{"fusion": f, "back_projection": k} for f, k in variants]
+    return timed_steps(
+        dataset, device, big, n, lambda _: [(m, m, "charbonnier", None) for m in models]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,8 +80,7 @@ def folder_lock(folder: Path, what: str, wait: bool = False) -> Iterator[None]:
                 del _HELD[key]
         return
     made = not folder.exists()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
+    try:  # _try_lock makes the folder
         path = folder / LOCK_NAME
         fd, holder = _try_lock(path, wait=False)
         if fd is None and wait:

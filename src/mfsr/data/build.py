@@ -223,10 +223,8 @@ def assign_splits(items: list[SourceItem], opts: BuildOptions) -> dict[str, list
 
 
 def _prepare_out(opts: BuildOptions, settings: dict) -> None:
-    out = opts.out
+    out = opts.out  # a folder: folder_lock refused a file in its place
     meta_path = out / "dataset.json"
-    if out.exists() and not out.is_dir():
-        raise MfsrError(f"{out}: exists and is not a folder")
     if meta_path.exists():
         try:
             old = json.loads(meta_path.read_text(encoding="utf-8"))
