@@ -16,41 +16,12 @@ import numpy as np
 import pytest
 
 import hostile_corpus as hc
+from cli_helpers import assert_no_complete_output, assert_one_line_error, run
 from conftest import LFW, VIDEOS, require
 from mfsr.data.images import write_png
 
 PHOTO = "Aaron_Eckhart/Aaron_Eckhart_0001.jpg"
 CLIP = "Audio_Source_00086.mp4"
-
-
-def run(capsys, *args: object) -> tuple[int, str]:
-    """Run ``mfsr args...`` in-process; (exit status, stdout + stderr)."""
-    from mfsr.cli import main
-
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out = capsys.readouterr()
-    return code, out.out + out.err
-
-
-def assert_one_line_error(code: int, output: str, *fragments: str) -> str:
-    assert code == 2, output
-    assert "Traceback" not in output, output
-    errors = [line for line in output.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, output
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-    return errors[0]
-
-
-def assert_no_complete_output(out: Path) -> None:
-    """An error leaves no output folder, or one without results."""
-    leftovers = [p for p in out.rglob("*") if p.is_file()] if out.exists() else []
-    assert not leftovers, f"partial output after an error: {leftovers[:5]}"
 
 
 @pytest.fixture(scope="module")

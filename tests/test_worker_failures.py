@@ -15,8 +15,8 @@ import time
 import pytest
 import torch
 
+from cli_helpers import assert_one_line_error, run
 from mfsr.data.dataset import SyntheticSequenceDataset
-from test_hostile import assert_one_line_error, run
 from test_train import overrides
 
 PARENT = os.getpid()

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from mfsr.errors import MfsrError
+from mfsr.errors import MfsrError, about
 
 T = TypeVar("T")
 
@@ -51,8 +51,13 @@ def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` (UTF-8) under a hidden temporary name beside ``path``, then rename it into
     place: a reader, or a run killed mid-write, sees the old file or the new one, never half."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        with about(path):
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not also leave the half-written copy
+        raise
 
 
 def resolve_preset(name_or_path: str, kind: str, folder: Path | None = None) -> Path:

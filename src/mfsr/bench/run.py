@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from mfsr import __version__
+from mfsr.config import write_text_atomic
 from mfsr.errors import MfsrError
 
 SEED_LOSSES = ("mse", "charbonnier", "feature", "lpips")
@@ -220,6 +221,6 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
     doc["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     doc["seconds"] = time.perf_counter() - started
     opts.out.mkdir(parents=True, exist_ok=True)
-    (opts.out / "bench.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    (opts.out / "bench.md").write_text(markdown(doc), encoding="utf-8")
+    write_text_atomic(opts.out / "bench.json", json.dumps(doc, indent=1) + "\n")
+    write_text_atomic(opts.out / "bench.md", markdown(doc))
     return doc

@@ -53,15 +53,45 @@ def _root(
     """Multi-frame face super-resolution toolkit."""
 
 
+#: What each command leaves behind when the file system fails under it (read-only, full, not a
+#: folder), and how to go on; each is checked by tests/test_storage_faults.py.
+KEPT_ON_OS_ERROR = {
+    "train": "the run folder keeps its settings, logs and last checkpoint; once fixed, rerun "
+    "with --resume to continue from that checkpoint",
+    "data build": "finished samples are kept (each whole); once fixed, rerun the same command "
+    "to complete the dataset",
+    "data from-video": "finished sequences are kept (each whole); once fixed, rerun the same "
+    "command to rewrite them all",
+    "evaluate": "no summary.json was written, so the folder holds no result; once fixed, rerun "
+    "the same command",
+    "enhance": "faces written so far are kept, without enhance.json; once fixed, rerun the same "
+    "command to redo them",
+    "study": "finished runs and evaluations are kept; once fixed, rerun the same command to go on",
+}
+
+
+def _kept(argv: list[str]) -> str:
+    words = [w for w in argv if not w.startswith("-")][:2]
+    for key in (" ".join(words), words[0] if words else ""):
+        if key in KEPT_ON_OS_ERROR:
+            return f"; {KEPT_ON_OS_ERROR[key]}"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the app, turning MfsrError into a one-line message.
+    """Console entry point: run the app, turning MfsrError and a file-system OSError into a
+    one-line message (exit status 2).
 
     Usage errors (unknown option, bad value) are reported by typer itself (exit status 2).
     """
-    from mfsr.errors import MfsrError
+    from mfsr.errors import MfsrError, describe_os_error
 
+    argv = sys.argv[1:] if argv is None else argv
     try:
         app(args=argv, prog_name="mfsr")
     except MfsrError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(2)
+    except OSError as exc:
+        typer.secho(f"error: {describe_os_error(exc)}{_kept(argv)}", fg="red", err=True)
         sys.exit(2)

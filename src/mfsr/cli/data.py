@@ -120,9 +120,18 @@ def from_video(
     from mfsr.cli.console import console, print_report, progress_bars
     from mfsr.data.degrade import load_degradation
     from mfsr.data.report import BuildReport
+    from mfsr.data.sample import safe_id
     from mfsr.data.video import build_from_video
     from mfsr.errors import MfsrError
 
+    stems: dict[str, Path] = {}
+    for clip in video:  # sample ids are <clip stem>_f<frame>: refuse collisions before any work
+        first = stems.setdefault(safe_id(clip.stem), clip)
+        if first != clip:
+            raise MfsrError(
+                f"--video {clip} and {first}: their sample ids would collide (both "
+                f"{safe_id(clip.stem)}_f...); rename one, or build them into separate folders"
+            )
     cfg = load_degradation(degradation)
     report = BuildReport()
     with progress_bars() as add:

@@ -51,6 +51,9 @@ def evaluate(
     ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the descriptor cache."),
     limit: int = typer.Option(None, help="Evaluate only the first N samples (by id)."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an evaluation already in --out (its summary.json)."
+    ),
     torch_threads: int = typer.Option(
         None, help="Torch threads for the model and LPIPS (default: 1 with workers)."
     ),
@@ -81,6 +84,7 @@ def evaluate(
         use_cache=not no_cache,
         limit=limit,
         torch_threads=torch_threads,
+        overwrite=overwrite,
     )
     opts.validate()
     if threshold <= 0:

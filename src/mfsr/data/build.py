@@ -305,11 +305,15 @@ def build_dataset(
 ) -> BuildReport:
     """Scan, split and write the dataset described by ``opts``; returns the report.
 
-    Raises :class:`MfsrError` when no usable photo remains or the output folder conflicts.
+    Raises :class:`MfsrError` when no usable photo remains, or the output folder conflicts or
+    lies inside the source.
     """
     opts.validate()
     report = report or BuildReport()
     opts = replace(opts, source=Path(opts.source), out=Path(opts.out))
+    if opts.out.resolve().is_relative_to(opts.source.resolve()):
+        # a rerun would read the samples as photos: identities leaking across the splits
+        raise MfsrError(f"--out {opts.out}: is inside --source {opts.source}; choose another")
     settings = opts.settings()
     items = scan_sources(opts, report, scan_progress)
     if not items:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
-from mfsr.errors import DataError
+from mfsr.errors import DataError, about
 
 #: Largest image mfsr decodes, in pixels (about 8k x 8k). Larger declared sizes are refused
 #: before decoding, so a tiny file claiming a huge size cannot exhaust memory.
@@ -111,7 +111,8 @@ def encode_png(image: np.ndarray) -> bytes:
 
 def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write ``uint8 (H, W, 3)`` RGB to ``path`` as PNG."""
-    Path(path).write_bytes(encode_png(image))
+    with about(path):
+        Path(path).write_bytes(encode_png(image))
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from mfsr.data.images import encode_png, read_rgb
-from mfsr.errors import DataError
+from mfsr.errors import DataError, about
 
 FORMAT_NAME = "mfsr-sequence"
 FORMAT_VERSION = 1
@@ -87,14 +87,15 @@ def write_sample(
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        for i, frame in enumerate(frames):
-            (tmp / lr_name(i)).write_bytes(encode_png(frame))
-        if hr is not None:
-            (tmp / HR_NAME).write_bytes(encode_png(hr))
-        (tmp / META_NAME).write_text(dumps_meta(meta), encoding="utf-8")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        with about(final):
+            for i, frame in enumerate(frames):
+                (tmp / lr_name(i)).write_bytes(encode_png(frame))
+            if hr is not None:
+                (tmp / HR_NAME).write_bytes(encode_png(hr))
+            (tmp / META_NAME).write_text(dumps_meta(meta), encoding="utf-8")
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -23,6 +23,8 @@ without synthetic motion (the real motion stays). ``lr-only`` renders crops stra
 
 from __future__ import annotations
 
+import glob
+import json
 import math
 import os
 import zlib
@@ -45,7 +47,7 @@ from mfsr.data.degrade import (
     sample_params,
 )
 from mfsr.data.report import BuildReport
-from mfsr.data.sample import safe_id, write_sample
+from mfsr.data.sample import META_NAME, safe_id, write_sample
 from mfsr.data.track import (
     DEFAULT_ENLARGE,
     DEFAULT_MAX_GAP,
@@ -302,6 +304,30 @@ def _source_meta(track: Track, window: range) -> dict[str, Any]:
     }
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them is gone: compare the names
+        return a.resolve() == b.resolve()
+
+
+def _check_ids_free(split_dir: Path, stem: str, video: Path) -> None:
+    """Refuse to write over another clip's windows: sample ids are ``<stem>_f<frame>``, so two
+    clips whose names give the same stem (``a/x.mp4``, ``b/x.mp4``) would replace each other."""
+    for folder in sorted(split_dir.glob(f"{glob.escape(stem)}_f*")):
+        try:
+            source = json.loads((folder / META_NAME).read_text(encoding="utf-8"))["source"]
+            other = Path(source["path"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # no readable record of its clip: replaced as any other sample folder
+        if not _same_file(other, video):
+            raise MfsrError(
+                f"{video}: its sample ids ({stem}_f...) are taken in {split_dir} by another "
+                f"clip ({other}); rename one of the clips, or build into another --out"
+            )
+        return
+
+
 def _write_window(
     split_dir: Path,
     sample_id: str,
@@ -398,6 +424,7 @@ def build_from_video(
         return report
     size = hr_size if mode == "eval" else hr_size // scale
     stem, ref = safe_id(video.stem), n_frames // 2
+    _check_ids_free(Path(out) / split, stem, video)
     base_meta = {
         "identity": identity if identity is not None else video.stem,
         "split": split,

@@ -20,6 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from mfsr.config import write_text_atomic
 from mfsr.data.images import write_png
 from mfsr.errors import MfsrError
 
@@ -30,21 +31,23 @@ GAP = 2  # px between the two panels
 
 def check_out(out: Path, overwrite: bool) -> list[Path]:
     """Enhance results already in ``out`` (files matching :data:`PATTERNS`); raises
-    :class:`MfsrError` if there are some and not ``overwrite``, or if ``out`` is a file."""
+    :class:`MfsrError` if ``out`` holds a finished result (``enhance.json``, written last) and
+    not ``overwrite``, or if ``out`` is a file. Faces without ``enhance.json`` are an enhance
+    stopped part-way: they are returned for replacing, so a rerun completes the folder."""
     if out.exists() and not out.is_dir():
         raise MfsrError(f"--out {out}: exists and is not a folder")
     old = [p for pattern in PATTERNS for p in out.glob(pattern)] if out.is_dir() else []
-    if old and not overwrite:
+    if (out / JSON_NAME).is_file() and not overwrite:
         raise MfsrError(
-            f"--out {out}: already holds {len(old)} enhance result file(s); "
-            "use --overwrite to replace them, or another folder"
+            f"--out {out}: already holds an enhance result ({JSON_NAME} and "
+            f"{len(old) - 1} image(s)); use --overwrite to replace it, or another folder"
         )
     return old
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:
-    """Create ``out``, deleting earlier enhance results in it (only with ``overwrite``; see
-    :func:`check_out`). Other files are left alone."""
+    """Create ``out``, deleting earlier enhance results in it (a finished one only with
+    ``overwrite``; see :func:`check_out`). Other files are left alone."""
     for path in check_out(out, overwrite):
         path.unlink()
     out.mkdir(parents=True, exist_ok=True)
@@ -121,5 +124,5 @@ def write_json(out: Path, doc: dict[str, Any]) -> Path:
     text = json.dumps(rounded(doc), indent=1, allow_nan=False)
     # Arrays of scalars on one line (only whitespace between tokens changes: still valid JSON).
     text = re.sub(r"\[[^\[\]{}]*\]", _one_line, text)
-    path.write_text(text + "\n")
+    write_text_atomic(path, text + "\n")  # last, whole or not at all: it marks a finished run
     return path

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from mfsr import __version__
-from mfsr.errors import MfsrError
+from mfsr.config import write_text_atomic
+from mfsr.errors import MfsrError, about
 from mfsr.metrics import ffr, pixel, sharpness, stats
 from mfsr.metrics.table import FaceSettings, column, write_csv
 
@@ -293,14 +294,17 @@ def plot_curve(summary: dict[str, Any], path: Path) -> None:
     ax.set_title(f"Verification curve (n = {curve['of']})", fontsize=10)
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
-    fig.savefig(path)
+    with about(path):
+        fig.savefig(path)
 
 
 def write_results(
     rows: list[dict[str, Any]], run: dict[str, Any], out: Path
 ) -> tuple[dict[str, Any], dict[str, Path]]:
-    """Write ``per_image.csv``, ``summary.json``, ``table.md`` (and ``verification_curve.png``
-    with FFR) into ``out``; returns ``(summary, {name: path})``."""
+    """Write ``per_image.csv``, ``table.md`` (and ``verification_curve.png`` with FFR), then
+    ``summary.json``, into ``out``; returns ``(summary, {name: path})``. ``summary.json`` marks
+    a finished evaluation: an earlier one is removed first and the new one is written last
+    (atomically), so a folder never pairs a summary with another run's per-image rows."""
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(rows, run)
     files = {
@@ -308,11 +312,11 @@ def write_results(
         "summary": out / "summary.json",
         "table": out / "table.md",
     }
+    files["summary"].unlink(missing_ok=True)
     write_csv(rows, files["per_image"])
-    text = json.dumps(summary, indent=1, allow_nan=False)
-    files["summary"].write_text(text + "\n", encoding="utf-8")
-    files["table"].write_text(markdown_table(summary), encoding="utf-8")
+    write_text_atomic(files["table"], markdown_table(summary))
     if "verification_curve" in summary:
         files["curve"] = out / "verification_curve.png"
         plot_curve(summary, files["curve"])
+    write_text_atomic(files["summary"], json.dumps(summary, indent=1, allow_nan=False) + "\n")
     return summary, files

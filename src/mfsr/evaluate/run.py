@@ -44,6 +44,7 @@ class EvalOptions:
     ``torch_threads``: torch threads of this process during the run (restored afterwards);
     default 1 when there are workers (they use the other cores; two torch threads competing
     with them for two cores made LPIPS 7x slower in CPU time), else torch's own setting.
+    ``overwrite``: replace a finished evaluation in ``out`` (one with ``summary.json``).
     """
 
     data: Path
@@ -63,6 +64,7 @@ class EvalOptions:
     limit: int | None = None
     bootstrap_seed: int = 0
     torch_threads: int | None = None
+    overwrite: bool = False
 
     def validate(self) -> None:
         given = [n for n in ("model", "baseline", "outputs") if getattr(self, n) is not None]
@@ -170,19 +172,33 @@ def evaluate(opts: EvalOptions, progress: Progress | None = None) -> EvalResult:
     """Evaluate one method on a test set and write the result files into ``opts.out``:
     ``per_image.csv``, ``summary.json``, ``table.md``, ``verification_curve.png``.
 
-    Raises :class:`MfsrError` for run-level problems and when no sample could be evaluated.
+    Raises :class:`MfsrError` for run-level problems, when no sample could be evaluated, and
+    when ``opts.out`` holds a finished evaluation and not ``opts.overwrite``. ``summary.json``
+    is written last: a folder without it (a run stopped part-way) is taken over silently.
     """
     import torch
 
     opts.validate()
+    _check_out(Path(opts.out), opts.overwrite)  # before the slow part; again under the lock
     threads = opts.torch_threads or (1 if opts.workers > 0 else torch.get_num_threads())
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         with folder_lock(Path(opts.out), "evaluation"):
+            _check_out(Path(opts.out), opts.overwrite)
             return _evaluate(opts, progress)
     finally:
         torch.set_num_threads(previous)
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise MfsrError(f"--out {out}: exists and is not a folder")
+    if (out / "summary.json").is_file() and not overwrite:
+        raise MfsrError(
+            f"--out {out}: already holds an evaluation (summary.json); "
+            "use --overwrite to replace it, or another folder"
+        )
 
 
 def _evaluate(opts: EvalOptions, progress: Progress | None) -> EvalResult:

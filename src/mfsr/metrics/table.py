@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from mfsr.errors import about
 from mfsr.metrics import ffr as ffr_mod
 from mfsr.metrics.ffr import DescriptorCache, FaceAnalysis
 from mfsr.metrics.pixel import mse_image, psnr_from_mse, ssim_image, to_uint8_images
@@ -179,7 +180,7 @@ def _cell(value: Any) -> str:
 def write_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
     """Write rows with the :data:`COLUMNS` header; None/NaN cells are empty, floats exact."""
     path = Path(path)
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with about(path), path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(COLUMNS)
         for row in rows:

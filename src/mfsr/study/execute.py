@@ -283,6 +283,7 @@ def evaluate_one(
         workers=e.workers,
         cache_dir=Path(e.cache_dir) if e.cache_dir else None,
         limit=e.limit,
+        overwrite=True,  # an evaluation older than its run is stale (checked above)
     )
     reporter.stage(f"evaluating {name}")
     start = time.perf_counter()

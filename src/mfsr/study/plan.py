@@ -180,7 +180,7 @@ def reference_view(
         raise MfsrError(f"{dataset}: has {meta.get('n_frames')} frames, cannot keep {n_frames}")
     out.mkdir(parents=True, exist_ok=True)
     meta.update(n_frames=n_frames, reference_view_of=str(dataset))
-    (out / "dataset.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    write_text_atomic(out / "dataset.json", json.dumps(meta, indent=1) + "\n")
     if (dataset / "splits.json").is_file():  # synthetic training reads the train photos here
         shutil.copy2(dataset / "splits.json", out / "splits.json")
     for split, limit in limits.items():

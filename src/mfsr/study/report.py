@@ -12,6 +12,7 @@ import html
 from pathlib import Path
 from typing import Any
 
+from mfsr.config import write_text_atomic
 from mfsr.study import tables
 
 CSS = """
@@ -233,4 +234,4 @@ def write_report(doc: dict[str, Any], files: dict[str, Path], path: Path) -> Non
         + "\n".join(body)
         + "</body></html>\n"
     )
-    path.write_text(page, encoding="utf-8")
+    write_text_atomic(path, page)

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from mfsr.config import to_dict, with_defaults
+from mfsr.config import to_dict, with_defaults, write_text_atomic
 from mfsr.errors import MfsrError
 from mfsr.locks import folder_lock
 from mfsr.study import plan
@@ -64,7 +64,7 @@ def _check_study_file(study: StudyConfig) -> None:
                 "(study.yaml); use another name (--set name=...) or another out_dir"
             )
     study.study_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(now, sort_keys=False), encoding="utf-8")
+    write_text_atomic(path, yaml.safe_dump(now, sort_keys=False))
 
 
 def choose_single_frame_loss(study: StudyConfig, loss_cfgs: list[TrainConfig]) -> dict[str, Any]:
@@ -94,7 +94,7 @@ def choose_single_frame_loss(study: StudyConfig, loss_cfgs: list[TrainConfig]) -
         }
     else:
         choice = {"loss": "charbonnier", "rule": "no pixel loss in the study: the seed's best"}
-    path.write_text(json.dumps(choice, indent=1) + "\n", encoding="utf-8")
+    write_text_atomic(path, json.dumps(choice, indent=1) + "\n")
     return choice
 
 

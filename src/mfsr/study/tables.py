@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mfsr.config import write_text_atomic
+
 #: Table 1 columns in order: the seed's (SSIM, MSE, PSNR, sharpness difference, FFR), then
 #: the identity FFR and LPIPS.
 COLUMNS = ("ssim", "mse", "psnr", "sharpness_diff", "ffr_no_face", "ffr_identity", "lpips")
@@ -241,11 +243,11 @@ def write_tables(doc: dict[str, Any], out: Path) -> dict[str, Path]:
         "significance.md": out / "significance.md",
         "significance.json": out / "significance.json",
     }
-    files["table1.md"].write_text(markdown(doc), encoding="utf-8")
+    write_text_atomic(files["table1.md"], markdown(doc))
     write_csv(doc, files["table1.csv"])
-    files["table1.tex"].write_text(latex(doc), encoding="utf-8")
+    write_text_atomic(files["table1.tex"], latex(doc))
     text = json.dumps(doc, indent=1, allow_nan=False)
-    files["table1.json"].write_text(text + "\n", encoding="utf-8")
+    write_text_atomic(files["table1.json"], text + "\n")
     sig = {
         "study": doc["study"],
         "method": "two-sided Wilcoxon signed-rank on per-image values averaged over seeds; "
@@ -255,6 +257,6 @@ def write_tables(doc: dict[str, Any], out: Path) -> dict[str, Path]:
         "labels": {m["key"]: m["label"] for m in doc["methods"]},
         "tests": doc["significance"],
     }
-    files["significance.json"].write_text(json.dumps(sig, indent=1) + "\n", encoding="utf-8")
-    files["significance.md"].write_text(significance_markdown(doc), encoding="utf-8")
+    write_text_atomic(files["significance.json"], json.dumps(sig, indent=1) + "\n")
+    write_text_atomic(files["significance.md"], significance_markdown(doc))
     return files

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from mfsr.errors import MfsrError
+from mfsr.errors import MfsrError, about
 
 FORMAT_NAME = "mfsr-checkpoint"
 FORMAT_VERSION = 1
@@ -52,15 +52,16 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
     }
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        save_file(tensors, str(tmp), metadata={"mfsr": json.dumps(doc, allow_nan=False)})
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        with about(path):
+            save_file(tensors, str(tmp), metadata={"mfsr": json.dumps(doc, allow_nan=False)})
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from mfsr.config import write_text_atomic
+from mfsr.errors import about
 
 TRAIN_FIELDS = ["step", "epoch", "loss", "terms", "lr", "grad_norm", "samples_per_s"]
 VAL_FIELDS = ["step", "epoch", "loss", "psnr", "ssim", "bicubic_psnr"]
@@ -116,9 +117,10 @@ class RunLog:
         self.writer = None
         if not enabled:
             return
-        if resume_step is not None:
-            truncate_csv(run_dir / "train.csv", resume_step, TRAIN_FIELDS)
-            truncate_csv(run_dir / "val.csv", resume_step, VAL_FIELDS)
+        # a fresh run over one that failed before its first checkpoint starts its logs empty
+        keep = -1 if resume_step is None else resume_step
+        truncate_csv(run_dir / "train.csv", keep, TRAIN_FIELDS)
+        truncate_csv(run_dir / "val.csv", keep, VAL_FIELDS)
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step)
@@ -131,7 +133,7 @@ class RunLog:
         if not path.exists() or path.stat().st_size == 0:
             writer.writeheader()
         writer.writerow(row)
-        with open(path, "a", newline="", encoding="utf-8") as handle:
+        with about(path), open(path, "a", newline="", encoding="utf-8") as handle:
             handle.write(text.getvalue())  # one write: a kill tears at most this row
 
     def train(self, step: int, epoch: int, values: dict[str, Any]) -> None:
@@ -173,4 +175,5 @@ def save_samples(path: Path, lr_ref: torch.Tensor, sr: torch.Tensor, hr: torch.T
     rows = torch.cat([torch.cat([u, s, h], dim=2) for u, s, h in zip(up, sr, hr)], dim=1)
     image = (rows.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.ascontiguousarray(image)).save(path)
+    with about(path):
+        Image.fromarray(np.ascontiguousarray(image)).save(path)

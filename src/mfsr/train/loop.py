@@ -27,7 +27,7 @@ import torch
 import yaml
 
 from mfsr.config import to_dict, with_defaults, write_text_atomic
-from mfsr.errors import MfsrError
+from mfsr.errors import MfsrError, describe_os_error
 from mfsr.locks import folder_lock
 from mfsr.train.checkpoint import read_checkpoint, read_init_weights, save_checkpoint
 from mfsr.train.config import CUDA_GRAPH_MODES, TrainConfig
@@ -147,12 +147,23 @@ def train(
     ``info`` (loss, lr, samples/s...) is given on logging steps, else None.
     ``on_epoch(epoch, values)`` gets each epoch's validation values on rank 0.
     Rank 0 holds the run folder's lock throughout (:func:`mfsr.locks.folder_lock`): a second
-    process training the same run is refused.
+    process training the same run is refused. A file-system error (full, read-only) is raised
+    as an :class:`MfsrError` naming the path and how to go on (:func:`resume_hint`).
     """
-    if int(os.environ.get("RANK", "0")) != 0:
-        return _train(cfg, resume, progress, on_epoch)
-    with folder_lock(cfg.run_dir, "run"):
-        return _train(cfg, resume, progress, on_epoch)
+    try:
+        if int(os.environ.get("RANK", "0")) != 0:
+            return _train(cfg, resume, progress, on_epoch)
+        with folder_lock(cfg.run_dir, "run"):
+            return _train(cfg, resume, progress, on_epoch)
+    except OSError as exc:
+        raise MfsrError(f"{describe_os_error(exc)}; {resume_hint(cfg.run_dir)}") from None
+
+
+def resume_hint(run_dir: Path) -> str:
+    """How to go on with ``run_dir`` after a failure: --resume if it has a checkpoint."""
+    if (run_dir / "checkpoints" / "last.safetensors").exists():
+        return f"the last checkpoint in {run_dir}/checkpoints is intact: add --resume"
+    return "no checkpoint was written yet: start the run again"
 
 
 def _train(cfg: TrainConfig, resume: bool, progress: Any, on_epoch: Any) -> dict[str, Any]:
@@ -254,11 +265,6 @@ def _train(cfg: TrainConfig, resume: bool, progress: Any, on_epoch: Any) -> dict
                 "nan_policy: skip"
             )
 
-    def resume_hint() -> str:
-        if (run_dir / "checkpoints" / "last.safetensors").exists():
-            return f"the last checkpoint in {run_dir}/checkpoints is intact: add --resume"
-        return "no checkpoint was written yet: start the run again"
-
     started = time.perf_counter()
     # one loader for the rest of the run (its workers are forked once), split into epochs here
     stream = TrainStream(train_set, cfg, rank, world, counters["epoch"], counters["step_in_epoch"])
@@ -267,7 +273,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: Any, on_epoch: Any) -> dict
     def failure_at() -> str:
         return f"training data, epoch {counters['epoch'] + 1}"
 
-    with loader_errors(failure_at, resume_hint):
+    with loader_errors(failure_at, lambda: resume_hint(run_dir)):
         batches = iter(loader)
         for epoch in range(counters["epoch"], cfg.epochs):
             first = counters["step_in_epoch"] if epoch == counters["epoch"] else 0
