@@ -18,6 +18,11 @@ class MfsrError(Exception):
     """A clear, one-line problem with the user's input or environment."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """A command stopped by Ctrl-C or SIGTERM, with what it kept and how to go on (the CLI
+    prints it as one line); a ``KeyboardInterrupt``, so callers that stop on one still do."""
+
+
 class DataError(MfsrError):
     """An input file (image, video, sample folder) that cannot be used; names the file."""
 

@@ -7,7 +7,9 @@ with exit status 2, never as a traceback.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 
 import typer
 
@@ -53,45 +55,77 @@ def _root(
     """Multi-frame face super-resolution toolkit."""
 
 
-#: What each command leaves behind when the file system fails under it (read-only, full, not a
-#: folder), and how to go on; each is checked by tests/test_storage_faults.py.
-KEPT_ON_OS_ERROR = {
-    "train": "the run folder keeps its settings, logs and last checkpoint; once fixed, rerun "
-    "with --resume to continue from that checkpoint",
-    "data build": "finished samples are kept (each whole); once fixed, rerun the same command "
-    "to complete the dataset",
-    "data from-video": "finished sequences are kept (each whole); once fixed, rerun the same "
-    "command to rewrite them all",
-    "evaluate": "no summary.json was written, so the folder holds no result; once fixed, rerun "
-    "the same command",
-    "enhance": "faces written so far are kept, without enhance.json; once fixed, rerun the same "
-    "command to redo them",
-    "study": "finished runs and evaluations are kept; once fixed, rerun the same command to go on",
+#: What each command leaves behind when it stops part-way (a full or read-only disk, Ctrl-C,
+#: SIGTERM), and how to go on; checked by tests/test_storage_faults.py and test_interrupts.py.
+#: ``train`` says it itself: only it knows whether a checkpoint was written.
+KEPT = {
+    "data build": "finished samples are kept (each whole): rerun the same command to complete "
+    "the dataset",
+    "data from-video": "finished sequences are kept (each whole): rerun the same command to "
+    "rewrite them all",
+    "evaluate": "no summary.json was written, so the folder holds no result: rerun the same "
+    "command",
+    "enhance": "faces written so far are kept, without enhance.json: rerun the same command to "
+    "redo them",
+    "study": "finished runs and evaluations are kept: rerun the same command to go on",
 }
 
 
 def _kept(argv: list[str]) -> str:
     words = [w for w in argv if not w.startswith("-")][:2]
     for key in (" ".join(words), words[0] if words else ""):
-        if key in KEPT_ON_OS_ERROR:
-            return f"; {KEPT_ON_OS_ERROR[key]}"
+        if key in KEPT:
+            return KEPT[key]
     return ""
+
+
+def _interruption(exc: BaseException | None) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt behind typer's exit status 130, if any."""
+    while exc is not None and not isinstance(exc, KeyboardInterrupt):
+        exc = exc.__cause__ or exc.__context__
+    return exc
+
+
+_TERMINATED: list[bool] = []  # set by the SIGTERM handler
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    _TERMINATED.append(True)
+    raise KeyboardInterrupt("SIGTERM")  # unwinds like Ctrl-C: locks released, temp files removed
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, turning MfsrError and a file-system OSError into a
-    one-line message (exit status 2).
+    one-line message (exit status 2), and Ctrl-C or SIGTERM into one line saying what was kept
+    (exit status 130 or 143).
 
     Usage errors (unknown option, bad value) are reported by typer itself (exit status 2).
     """
-    from mfsr.errors import MfsrError, describe_os_error
+    from mfsr.errors import Interrupted, MfsrError, describe_os_error
 
     argv = sys.argv[1:] if argv is None else argv
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main else None
+    _TERMINATED.clear()
     try:
         app(args=argv, prog_name="mfsr")
     except MfsrError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(2)
     except OSError as exc:
-        typer.secho(f"error: {describe_os_error(exc)}{_kept(argv)}", fg="red", err=True)
+        kept = _kept(argv)
+        typer.secho(f"error: {describe_os_error(exc)}{'; ' + kept if kept else ''}", fg="red",
+                    err=True)  # fmt: skip
         sys.exit(2)
+    except SystemExit as exc:
+        stop = _interruption(exc) if exc.code == 130 else None
+        if stop is None:
+            raise
+        term = bool(_TERMINATED)
+        said = str(stop) if isinstance(stop, Interrupted) else _kept(argv)
+        typer.secho(f"interrupted ({'SIGTERM' if term else 'Ctrl-C'}): {said or 'nothing kept'}",
+                    fg="yellow", err=True)  # fmt: skip
+        sys.exit(143 if term else 130)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

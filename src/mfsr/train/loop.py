@@ -27,7 +27,7 @@ import torch
 import yaml
 
 from mfsr.config import to_dict, with_defaults, write_text_atomic
-from mfsr.errors import MfsrError, describe_os_error
+from mfsr.errors import Interrupted, MfsrError, describe_os_error
 from mfsr.locks import folder_lock
 from mfsr.train.checkpoint import read_checkpoint, read_init_weights, save_checkpoint
 from mfsr.train.config import CUDA_GRAPH_MODES, TrainConfig
@@ -148,7 +148,8 @@ def train(
     ``on_epoch(epoch, values)`` gets each epoch's validation values on rank 0.
     Rank 0 holds the run folder's lock throughout (:func:`mfsr.locks.folder_lock`): a second
     process training the same run is refused. A file-system error (full, read-only) is raised
-    as an :class:`MfsrError` naming the path and how to go on (:func:`resume_hint`).
+    as an :class:`MfsrError` naming the path and how to go on (:func:`resume_hint`), Ctrl-C or
+    SIGTERM as :class:`~mfsr.errors.Interrupted` saying the same.
     """
     try:
         if int(os.environ.get("RANK", "0")) != 0:
@@ -157,6 +158,8 @@ def train(
             return _train(cfg, resume, progress, on_epoch)
     except OSError as exc:
         raise MfsrError(f"{describe_os_error(exc)}; {resume_hint(cfg.run_dir)}") from None
+    except KeyboardInterrupt as exc:
+        raise Interrupted(resume_hint(cfg.run_dir)) from exc
 
 
 def resume_hint(run_dir: Path) -> str:
