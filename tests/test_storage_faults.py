@@ -260,3 +260,33 @@ def test_clips_with_the_same_name_never_share_sample_ids(tmp_path, capsys):
     assert_one_line_error(code, output, "taken", str(a))
     assert _files(out) == before  # the first clip's sequences are intact
     assert run(capsys, *_from_video_args([a], out))[0] == 0  # the same clip again: rewritten
+
+
+def test_names_that_are_not_utf8(tmp_path, capsys):
+    """A clip, a photo folder and output folders whose names are not valid UTF-8 (bytes 0xff,
+    0xfe: Python keeps them as lone surrogates) work, and every JSON written is valid UTF-8
+    that reads back as the same name."""
+    import json
+    import sys
+
+    raw = os.fsencode(tmp_path)
+    clip = Path(os.fsdecode(raw + b"/clip\xff.mp4"))
+    shutil.copy(require(VIDEOS / "Audio_Source_00086.mp4"), clip)
+    out = Path(os.fsdecode(raw + b"/faces\xfe"))
+    # a subprocess: OpenCV used to crash the whole process (a segmentation fault) on this name
+    args = ["enhance", "--video", clip, "--baseline", "bicubic", "--out", out, "--max-frames",
+            "14", "--downscale", "0.21"]  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "mfsr", *args], capture_output=True)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    doc = json.loads((out / "enhance.json").read_bytes().decode("utf-8"))
+    assert doc["input"]["path"] == str(clip)
+    source = Path(os.fsdecode(raw + b"/photos\xff"))
+    shutil.copytree(require(LFW / "Aaron_Eckhart"), source / os.fsdecode(b"Jos\xe9"))
+    dataset = Path(os.fsdecode(raw + b"/set\xfe"))
+    code, output = run(capsys, "data", "build", "--source", source, "--out", dataset, "--scale",
+                       "4", "--frames", "3", "--hr-size", "32", "--counts", "1,0,0")  # fmt: skip
+    assert code == 0, output
+    meta = json.loads((dataset / "dataset.json").read_bytes().decode("utf-8"))
+    assert meta["source"] == str(source)
+    (sample,) = (dataset / "train").iterdir()
+    assert json.loads((sample / "meta.json").read_bytes().decode("utf-8"))["id"] == sample.name

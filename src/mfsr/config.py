@@ -48,12 +48,15 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) under a hidden temporary name beside ``path``, then rename it into
-    place: a reader, or a run killed mid-write, sees the old file or the new one, never half."""
+    """Write ``text`` (UTF-8; undecodable name bytes as ``\\udcff`` escapes) under a hidden
+    temporary name beside ``path``, then rename it into place: a reader, or a run killed
+    mid-write, sees the old file or the new one, never half."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with about(path):
-            tmp.write_text(text, encoding="utf-8")
+            # a name that is not valid UTF-8 (kept by Python as lone surrogates) is written as
+            # its escape, "\udcff": valid JSON and YAML that reads back as the same name
+            tmp.write_text(text, encoding="utf-8", errors="backslashreplace")
             os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)  # a full disk must not also leave the half-written copy

@@ -7,6 +7,7 @@ with exit status 2, never as a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -104,6 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     from mfsr.errors import Interrupted, MfsrError, describe_os_error
 
     argv = sys.argv[1:] if argv is None else argv
+    for stream in (sys.stdout, sys.stderr):  # names that are not UTF-8, even into a log file
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main else None
     _TERMINATED.clear()

@@ -92,7 +92,9 @@ def write_sample(
                 (tmp / lr_name(i)).write_bytes(encode_png(frame))
             if hr is not None:
                 (tmp / HR_NAME).write_bytes(encode_png(hr))
-            (tmp / META_NAME).write_text(dumps_meta(meta), encoding="utf-8")
+            (tmp / META_NAME).write_text(
+                dumps_meta(meta), encoding="utf-8", errors="backslashreplace"
+            )
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)

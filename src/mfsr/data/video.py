@@ -27,6 +27,7 @@ import glob
 import json
 import math
 import os
+import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -100,6 +101,23 @@ class Track:
     segments: list[tuple[int, int]]
 
 
+def _open_capture(path: Path) -> cv2.VideoCapture:
+    """``cv2.VideoCapture`` of ``path``; a name that is not valid UTF-8 (undecodable bytes,
+    which Python keeps as surrogates) is opened through an ASCII-named symlink, because
+    OpenCV crashes the process on it (a segmentation fault, measured with OpenCV 4.14)."""
+    ffmpeg = cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG)
+    backend = cv2.CAP_FFMPEG if ffmpeg else cv2.CAP_ANY
+    try:
+        str(path).encode("utf-8")
+        return cv2.VideoCapture(str(path), backend)
+    except UnicodeEncodeError:
+        pass
+    with tempfile.TemporaryDirectory(prefix="mfsr-video-") as tmp:
+        link = Path(tmp) / "video"
+        os.symlink(os.path.abspath(path), link)
+        return cv2.VideoCapture(str(link), backend)  # open now: the link may go afterwards
+
+
 class VideoReader:
     """An opened video: ``fps`` (None if unknown), ``frame_count`` (the container's estimate,
     capped by ``max_frames``); iterating yields ``uint8 (H, W, 3)`` RGB frames in order.
@@ -120,8 +138,7 @@ class VideoReader:
             raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
         if size == 0:
             raise UndecodableVideo(path, "empty file (0 bytes)")
-        ffmpeg = cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG)
-        self._cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG if ffmpeg else cv2.CAP_ANY)
+        self._cap = _open_capture(path)
         if not self._cap.isOpened():
             self._cap.release()
             raise UndecodableVideo(path, "not a readable video (unknown format or corrupt)")
