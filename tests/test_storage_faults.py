@@ -290,3 +290,31 @@ def test_names_that_are_not_utf8(tmp_path, capsys):
     assert meta["source"] == str(source)
     (sample,) = (dataset / "train").iterdir()
     assert json.loads((sample / "meta.json").read_bytes().decode("utf-8"))["id"] == sample.name
+
+
+def test_linked_person_folders_are_followed_once(lfw_subset, tmp_path, capsys):
+    """A source made of links to person folders is used (they were skipped without a word);
+    a loop, a second link to one folder, a link into /dev and a FIFO are counted skips."""
+    import json
+
+    people = sorted(p for p in lfw_subset.iterdir() if p.is_dir())[:6]
+    source = tmp_path / "linked"
+    source.mkdir()
+    for person in people:
+        (source / person.name).symlink_to(person, target_is_directory=True)
+    (source / "again").symlink_to(people[1], target_is_directory=True)
+    (source / "loop").mkdir()
+    (source / "loop" / "back").symlink_to(source, target_is_directory=True)
+    (source / "devices").symlink_to("/dev", target_is_directory=True)
+    (source / "pipes").mkdir()
+    os.mkfifo(source / "pipes" / "pipe.jpg")  # reading it would block for ever
+    out = tmp_path / "set"
+    code, output = run(capsys, *_build_args(source, out)[:-2], "--workers", "1", "--counts",
+                       "4,0,0", "--splits", "train")  # fmt: skip
+    assert code == 0, output
+    report = json.loads((out / "build-report.json").read_text())
+    reasons = {Path(item["where"]).name: item["reason"] for item in report["skipped"]}
+    assert "already read" in reasons["back"] and "system folder" in reasons["devices"]
+    assert "already read" in reasons["again"]
+    assert reasons["pipe.jpg"] == "not a regular file"
+    assert len(reasons) == 4 and report["written"] == {"train": 4}  # photos through the links

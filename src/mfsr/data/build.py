@@ -143,6 +143,38 @@ def _check_size(image: np.ndarray, opts: BuildOptions) -> str | None:
     return None
 
 
+#: Folders a linked person folder may not lead into: reading their files never ends or blocks.
+SYSTEM_FOLDERS = tuple(Path(p) for p in ("/dev", "/proc", "/sys"))
+
+
+def source_files(root: Path, report: BuildReport) -> tuple[list[Path], list[Path]]:
+    """Every non-folder entry under ``root`` sorted by path, and the real folders they may lie
+    in. Links to folders are followed (a source assembled from linked person folders), once:
+    a link into a folder already read (a loop, or a second name for one) or into a system
+    folder is a counted skip, as is a folder that cannot be listed."""
+    files: list[Path] = []
+    seen: dict[Path, Path] = {}
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        real = folder.resolve()
+        if real in seen:
+            report.skip(str(folder), f"folder link to a folder already read ({seen[real]})")
+            continue
+        if any(real.is_relative_to(s) for s in SYSTEM_FOLDERS):
+            report.skip(str(folder), f"folder link into a system folder ({real})")
+            continue
+        seen[real] = folder
+        try:
+            entries = sorted(folder.iterdir(), key=lambda p: p.name, reverse=True)
+        except OSError as exc:
+            report.skip(str(folder), f"folder cannot be read ({exc.strerror or exc})")
+            continue
+        for entry in entries:  # reversed onto the stack: folders are read in name order
+            (stack if entry.is_dir() else files).append(entry)
+    return sorted(files, key=lambda p: p.as_posix()), list(seen)
+
+
 def scan_sources(
     opts: BuildOptions, report: BuildReport, progress: Callable[[int, int], None] | None = None
 ) -> list[SourceItem]:
@@ -150,16 +182,17 @@ def scan_sources(
     root = opts.source
     if not root.is_dir():
         raise MfsrError(f"{root}: source folder not found")
-    real_root = root.resolve()
-    paths = sorted((p for p in root.rglob("*") if not p.is_dir()), key=lambda p: p.as_posix())
+    paths, real_roots = source_files(root, report)
     paths = paths[: opts.limit]
     items: list[SourceItem] = []
     for done, path in enumerate(paths, 1):
         rel = path.relative_to(root)
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             report.skip(str(path), f"not an image file (suffix {path.suffix or 'none'!r})")
-        elif not path.resolve().is_relative_to(real_root):
+        elif not any(path.resolve().is_relative_to(r) for r in real_roots):
             report.skip(str(path), "link points outside the source folder")
+        elif not path.resolve().is_file():  # a FIFO would block, a device never end
+            report.skip(str(path), "not a regular file")
         else:
             try:
                 data = path.read_bytes()
@@ -182,6 +215,10 @@ def scan_sources(
         if progress:
             progress(done, len(paths))
     if not paths:
+        if report.skipped:  # only links that were not followed
+            where, why = report.skipped[0]
+            n = len(report.skipped)
+            raise MfsrError(f"{root}: no photos; {n} skipped, e.g. {where}: {why}")
         raise MfsrError(f"{root}: the source folder is empty")
     ids = [it.id for it in items]
     if len(set(ids)) != len(ids):
