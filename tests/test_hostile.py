@@ -440,3 +440,35 @@ def test_non_finite_tensors(bad):
     enhancer = Enhancer(Diverged(), "diverged", 3, 4, 16, 1, torch.device("cpu"))
     with pytest.raises(MfsrError, match="NaN or infinite"):
         enhancer(np.zeros((1, 3, 16, 16, 3), np.uint8))
+
+
+# -- a run folder damaged before `mfsr train --resume` ----------------------------------------
+
+RESUME_CASES = {
+    "config-deleted": (lambda p: p.unlink(), "config file not found"),
+    "config-broken-yaml": (lambda p: p.write_text(p.read_text() + "a: [\n"), "invalid YAML"),
+    "config-a-list": (lambda p: p.write_text("- 1\n"), "expected a mapping"),
+    "config-not-utf8": (lambda p: p.write_bytes(b"name: \xff\xfe\n"), "cannot be read"),
+    "config-edited": (
+        lambda p: p.write_text(p.read_text().replace("epochs: 2", "epochs: 3")),
+        "config differs from the run's (epochs)",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def resume_data(tiny_dataset):
+    return tiny_dataset(32, (12, 4, 4), ("val", "test"))
+
+
+@pytest.mark.parametrize("name", sorted(RESUME_CASES))
+def test_resume_a_damaged_run(name, resume_data, tmp_path, capsys):
+    from test_train import overrides
+
+    damage, fragment = RESUME_CASES[name]
+    args = ["train", "--config", "smoke"]
+    for item in overrides(resume_data, tmp_path, "epochs=2"):
+        args += ["--set", item]
+    assert run(capsys, *args)[0] == 0
+    damage(tmp_path / "smoke" / "config.yaml")
+    assert_one_line_error(*run(capsys, *args, "--resume"), fragment)

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import yaml
 
-from mfsr.config import to_dict, with_defaults, write_text_atomic
+from mfsr.config import read_yaml, to_dict, with_defaults, write_text_atomic
 from mfsr.errors import Interrupted, MfsrError, describe_os_error
 from mfsr.locks import folder_lock
 from mfsr.train.checkpoint import read_checkpoint, read_init_weights, save_checkpoint
@@ -115,10 +115,13 @@ def _check_run_dir(cfg: TrainConfig, resume: bool) -> tuple[Path, dict | None]:
     if resume:
         if not last.exists():
             raise MfsrError(f"{run_dir}: nothing to resume (no checkpoints/last.safetensors)")
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-        if not isinstance(saved, dict):
-            raise MfsrError(f"{run_dir}/config.yaml: not a training config; cannot resume")
-        saved = with_defaults(TrainConfig, saved)
+        try:  # the run's settings, to refuse resuming it with others
+            saved = with_defaults(TrainConfig, read_yaml(run_dir / "config.yaml"))
+        except (MfsrError, TypeError, ValueError) as exc:
+            raise MfsrError(
+                f"cannot resume {run_dir}: its config.yaml is missing or broken ({exc}); "
+                "restore it, or start a new run under another name"
+            ) from None
         if saved != resolved:
             keys = sorted(k for k in set(saved) | set(resolved) if saved.get(k) != resolved.get(k))
             raise MfsrError(f"{run_dir}: config differs from the run's ({', '.join(keys)})")
