@@ -406,11 +406,19 @@ def test_non_finite_numeric_options(case, capsys, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_missing_split_is_named(resume_data, capsys, tmp_path):
+    """A dataset root without the asked split (it was "no usable samples" before)."""
+    args = ["evaluate", "--data", resume_data, "--split", "train", "--baseline", "bicubic"]
+    code, output = run(capsys, *args, "--no-lpips", "--no-ffr", "--out", tmp_path / "out")
+    assert_one_line_error(code, output, "has no 'train' split (it has: test, val)", "--split")
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_corpus_has_at_least_50_cases():
     n = (
         len(hc.PHOTO_NAMES) + 2 * len(hc.VIDEO_NAMES) + len(FRAME_CASES) + len(hc.CHECKPOINT_NAMES)
         + len(CONFIG_CASES) + len(STUDY_CASES) + len(DEGRADATION_CASES) + len(SEQUENCE_CASES)
-        + len(OPTION_CASES)
+        + len(OPTION_CASES) + len(RESUME_CASES) + 1
     )  # fmt: skip
     assert n >= 50, n
 

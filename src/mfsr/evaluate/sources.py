@@ -46,12 +46,19 @@ class Sample:
 
 
 def resolve_test_set(data: str | os.PathLike, split: str = "test") -> Path:
-    """``data`` itself, or ``data/<split>`` when ``data`` is an mfsr dataset root."""
+    """``data`` itself, or ``data/<split>`` when ``data`` is an mfsr dataset root (one without
+    that split is an :class:`MfsrError` naming the splits it has)."""
     data = Path(data)
     if not data.is_dir():
         raise MfsrError(f"{data}: test set folder not found")
-    if (data / "dataset.json").is_file() and (data / split).is_dir():
-        return data / split
+    if (data / "dataset.json").is_file():  # a dataset root: the split must be there
+        if (data / split).is_dir():
+            return data / split
+        have = sorted(p.name for p in data.iterdir() if p.is_dir() and not p.name.startswith("."))
+        raise MfsrError(
+            f"{data}: this dataset has no '{split}' split (it has: {', '.join(have) or 'none'}); "
+            "choose one with --split"
+        )
     return data
 
 
