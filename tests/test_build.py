@@ -251,3 +251,16 @@ def test_cli_builds_and_reports(lfw_subset, tmp_path):
         "data", "build", "--source", str(lfw_subset), "--out", str(out), "--degradation", "nosuch"
     )
     assert bad.returncode == 2 and "unknown degradation preset 'nosuch'" in bad.stderr
+
+
+def test_a_split_too_small_to_exist_gets_a_note(lfw_subset, tmp_path):
+    """One identity cannot give val and test a whole identity: each gets a note (they were
+    left out without a word)."""
+    person = next(p for p in sorted(lfw_subset.iterdir()) if len(list(p.iterdir())) >= 2)
+    source = tmp_path / "one-person"
+    shutil.copytree(person, source / person.name)
+    kw = {"counts": None, "hr_size": 64, "scale": 4, "n_frames": 3}
+    report = build_dataset(options(source, tmp_path / "set", **kw))
+    notes = [n for n in report.notes if "no samples" in n]
+    assert [n.split(":")[0] for n in notes] == ["val", "test"], report.notes
+    assert "1 identity" in notes[0] and report.written["train"] >= 2

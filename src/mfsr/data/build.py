@@ -375,6 +375,13 @@ def _write_dataset(
             report.notes.append(
                 f"{split}: asked for {target} samples, only {len(splits[split])} available"
             )
+    n_people = len({it.identity for it in items})
+    for split in opts.write_splits:
+        if not splits[split] and (opts.counts is None or opts.counts[SPLITS.index(split)]):
+            report.notes.append(
+                f"{split}: no samples: {len(items)} usable photo(s) of {n_people} identity(ies) "
+                "are too few to give this split a whole identity; add photos"
+            )
     split_table = {s: [to_dict(i) for i in splits[s]] for s in SPLITS}
     splits_path = opts.out / "splits.json"
     if splits_path.exists() and not opts.overwrite:
