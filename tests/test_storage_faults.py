@@ -260,6 +260,9 @@ def test_clips_with_the_same_name_never_share_sample_ids(tmp_path, capsys):
     assert_one_line_error(code, output, "taken", str(a))
     assert _files(out) == before  # the first clip's sequences are intact
     assert run(capsys, *_from_video_args([a], out))[0] == 0  # the same clip again: rewritten
+    other = [x if x != "64" else "32" for x in _from_video_args([a], out)]  # --hr-size 32
+    assert_one_line_error(*run(capsys, *other), "other settings (hr_size")
+    assert _files(out) == before
 
 
 def test_names_that_are_not_utf8(tmp_path, capsys):

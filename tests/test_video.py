@@ -192,8 +192,9 @@ def test_same_seed_gives_byte_identical_folders(clip, tmp_path):
     build_from_video(clip, tmp_path / "b", seed=5, **kwargs)
     build_from_video(clip, tmp_path / "c", seed=6, **kwargs)
     a, b, c = (folder_bytes(tmp_path / x) for x in "abc")
-    assert len(a) == 2 * 9 and a == b
+    assert len(a) == 2 * 9 + 1 and a == b  # 2 sequences of 9 files, and from-video.json
     assert a.keys() == c.keys() and a != c
+    assert json.loads(a["from-video.json"])["seed"] == 5
     meta = json.loads(a[f"val/{Path(CLIP_NAME).stem}_f000007/meta.json"])
     assert meta["identity"] == "speaker-1" and meta["lr_size"] == [32, 32]
     assert meta["hr_size"] == [256, 256] and meta["n_frames"] == 7

@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from mfsr import __version__
-from mfsr.config import to_dict
+from mfsr.config import to_dict, write_text_atomic
 from mfsr.data.degrade import (
     BORDERS,
     Crop,
@@ -328,6 +328,32 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
 
 
+#: The settings of the first ``build_from_video`` into a folder (later calls must match).
+SETTINGS_NAME = "from-video.json"
+
+
+def _check_settings(out: Path, settings: dict[str, Any]) -> None:
+    """Record ``settings`` with the first sequences written into ``out``; refuse a later call
+    with others (a folder mixing scales or degradations would be silently inconsistent)."""
+    settings = json.loads(json.dumps(settings))  # as it reads back: tuples become lists
+    path = out / SETTINGS_NAME
+    if not path.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(settings, indent=1) + "\n")
+        return
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        saved = {}
+    saved = saved if isinstance(saved, dict) else {}
+    changed = sorted(k for k in settings.keys() | saved.keys() if saved.get(k) != settings.get(k))
+    if changed:
+        raise MfsrError(
+            f"--out {out}: holds sequences made with other settings ({', '.join(changed)}; see "
+            f"{SETTINGS_NAME}); use the same settings or another --out"
+        )
+
+
 def _check_ids_free(split_dir: Path, stem: str, video: Path) -> None:
     """Refuse to write over another clip's windows: sample ids are ``<stem>_f<frame>``, so two
     clips whose names give the same stem (``a/x.mp4``, ``b/x.mp4``) would replace each other."""
@@ -442,6 +468,11 @@ def build_from_video(
     size = hr_size if mode == "eval" else hr_size // scale
     stem, ref = safe_id(video.stem), n_frames // 2
     _check_ids_free(Path(out) / split, stem, video)
+    _check_settings(Path(out), {
+        "mode": mode, "n_frames": n_frames, "scale": scale, "hr_size": hr_size,
+        "stride": stride, "degradation": None if cfg is None else to_dict(cfg), "seed": seed,
+        "enlarge": enlarge, "border": border, "upsample": upsample,
+    })  # fmt: skip
     base_meta = {
         "identity": identity if identity is not None else video.stem,
         "split": split,
