@@ -191,7 +191,7 @@ def scan_sources(
             report.skip(str(path), f"not an image file (suffix {path.suffix or 'none'!r})")
         elif not any(path.resolve().is_relative_to(r) for r in real_roots):
             report.skip(str(path), "link points outside the source folder")
-        elif not path.resolve().is_file():  # a FIFO would block, a device never end
+        elif path.exists() and not path.is_file():  # a FIFO would block, a device never end
             report.skip(str(path), "not a regular file")
         else:
             try:
