@@ -119,7 +119,8 @@ def _check_run_dir(cfg: TrainConfig, resume: bool) -> tuple[Path, dict | None]:
             saved = with_defaults(TrainConfig, read_yaml(run_dir / "config.yaml"))
         except (MfsrError, TypeError, ValueError) as exc:
             raise MfsrError(
-                f"cannot resume {run_dir}: its config.yaml is missing or broken ({exc}); "
+                f"cannot resume {run_dir}: its config.yaml is missing or not a training config "
+                f"({exc}); "
                 "restore it, or start a new run under another name"
             ) from None
         if saved != resolved:
