@@ -192,6 +192,7 @@ CONFIG_CASES = {  # name -> (YAML text or a change appended to smoke.yaml, extra
     "misspelt-key": ("\nepoch: 3\n", [], "did you mean 'epochs'"),
     "wrong-type": ("\nbatch_size: four\n", [], "batch_size"),
     "negative-value": ("\nepochs: -2\n", [], "epochs"),
+    "negative-seed": ("\nseed: -1\n", [], "seed must be >= 0"),
     "nan-value": ("\noptim: {lr: .nan}\n", [], "optim.lr"),
     "inf-value": ("\noptim: {lr: .inf}\n", [], "optim.lr"),
     "bad-nested-type": ("\nmodel: 7\n", [], "model"),
@@ -271,6 +272,7 @@ STUDY_CASES = {
     "variant-unknown-field": ("variants: {x: [model.fusoin=early]}\n", "did you mean 'fusion'"),
     "frames-duplicate": ("frames: [1, 3, 1]\n", "frames has duplicates"),
     "frames-zero": ("frames: [0, 3]\n", "frame count >= 1"),
+    "seeds-negative": ("seeds: [-1, 0]\n", "seeds must be >= 0"),
     "frames-not-a-list": ("frames: many\n", "frames"),
     "runs-per-device-zero": (
         "parallel: {devices: [0], gpus_per_run: 1, runs_per_device: 0}\n",
@@ -390,6 +392,10 @@ OPTION_CASES = {
     "evaluate --min-score nan": (["evaluate", "--min-score", "nan"], "--min-score"),
     "evaluate --threshold inf": (["evaluate", "--threshold", "inf"], "--threshold"),
     "evaluate --threshold -1": (["evaluate", "--threshold", "-1"], "--threshold"),
+    "data build --seed -1": (["data", "build", "--seed", "-1"], "--seed"),
+    "data build --workers 0": (["data", "build", "--workers", "0"], "--workers must be >= 1"),
+    "data build --face-size 1": (["data", "build", "--face-size", "1"], "--face-size"),
+    "data from-video --seed -1": (["data", "from-video", "--seed", "-1"], "seed must be >= 0"),
 }
 
 
@@ -398,9 +404,10 @@ def test_non_finite_numeric_options(case, capsys, tmp_path):
     args, option = OPTION_CASES[case]
     where = {
         "enhance": ["--video", require(VIDEOS / CLIP)],
-        "data": ["--source", require(LFW)],
+        "build": ["--source", require(LFW)],
+        "from-video": ["--video", require(VIDEOS / CLIP)],
         "evaluate": ["--data", tmp_path, "--baseline", "bicubic", "--no-lpips"],
-    }[args[0]]
+    }[args[1] if args[0] == "data" else args[0]]
     code, output = run(capsys, *args, *where, "--out", tmp_path / "out")
     assert_one_line_error(code, output, option)
     assert not (tmp_path / "out").exists()

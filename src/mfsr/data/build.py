@@ -79,8 +79,12 @@ class BuildOptions:
             raise MfsrError("--limit must be >= 1")
         if self.max_per_identity is not None and self.max_per_identity < 1:
             raise MfsrError("--max-per-identity must be >= 1")
-        if self.face_size < 2 or self.workers < 1:
-            raise MfsrError("--face-size and --workers must be positive")
+        if self.face_size < 2:
+            raise MfsrError(f"--face-size must be >= 2 px, got {self.face_size}")
+        if self.workers < 1:
+            raise MfsrError(f"--workers must be >= 1, got {self.workers}")
+        if self.seed < 0:
+            raise MfsrError(f"--seed must be >= 0, got {self.seed}")
         if not 0 < self.max_upscale < math.inf:  # also refuses NaN
             raise MfsrError(
                 f"--max-upscale must be a positive finite number, got {self.max_upscale}"

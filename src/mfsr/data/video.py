@@ -289,7 +289,10 @@ def _check_args(
     max_frames: int | None,
     split: str,
     border: str,
+    seed: int,
 ) -> None:
+    if seed < 0:
+        raise MfsrError(f"seed must be >= 0, got {seed}")
     if mode not in MODES:
         raise MfsrError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if border not in BORDERS:
@@ -434,7 +437,7 @@ def build_from_video(
     """
     video = Path(video)
     stride = n_frames if stride is None else stride
-    _check_args(mode, n_frames, scale, hr_size, stride, enlarge, max_frames, split, border)
+    _check_args(mode, n_frames, scale, hr_size, stride, enlarge, max_frames, split, border, seed)
     report = BuildReport() if report is None else report
     cfg = (degradation or load_degradation("default")) if mode == "eval" else None
     track_progress = None if progress is None else lambda d, t: progress(d, 2 * t)

@@ -145,6 +145,8 @@ class StudyConfig:
             raise ValueError("losses must list at least one loss")
         if not self.seeds:
             raise ValueError("seeds must list at least one seed")
+        if min(self.seeds) < 0:
+            raise ValueError(f"seeds must be >= 0, got {list(self.seeds)}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds has duplicates: {list(self.seeds)}")
         from mfsr.losses import parse_spec

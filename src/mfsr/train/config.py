@@ -118,6 +118,8 @@ class TrainConfig:
         for name in ("epochs", "steps_per_epoch", "batch_size", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.seed < 0:  # NumPy's generators take no negative seed
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.checkpoint_every < 0 or self.samples < 0:
             raise ValueError("checkpoint_every and samples must be >= 0")
         if self.optim.lr <= 0:
