@@ -321,3 +321,9 @@ def test_linked_person_folders_are_followed_once(lfw_subset, tmp_path, capsys):
     assert "already read" in reasons["again"]
     assert reasons["pipe.jpg"] == "not a regular file"
     assert len(reasons) == 4 and report["written"] == {"train": 4}  # photos through the links
+
+
+def test_an_evaluation_inside_its_own_test_set_is_refused(tiny_data, capsys):
+    out = tiny_data / "test" / "eval"  # a later evaluation would read it as a sample
+    assert_one_line_error(*run(capsys, *_evaluate_args(tiny_data, out)), "is inside --data")
+    assert not out.exists()

@@ -179,22 +179,27 @@ def evaluate(opts: EvalOptions, progress: Progress | None = None) -> EvalResult:
     import torch
 
     opts.validate()
-    _check_out(Path(opts.out), opts.overwrite)  # before the slow part; again under the lock
+    _check_out(opts)  # before the slow part; again under the lock
     threads = opts.torch_threads or (1 if opts.workers > 0 else torch.get_num_threads())
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         with folder_lock(Path(opts.out), "evaluation"):
-            _check_out(Path(opts.out), opts.overwrite)
+            _check_out(opts)
             return _evaluate(opts, progress)
     finally:
         torch.set_num_threads(previous)
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
+def _check_out(opts: EvalOptions) -> None:
+    out = Path(opts.out)
+    for name in ("data", "outputs"):  # a later evaluation would read the results as samples
+        inside = getattr(opts, name)
+        if inside is not None and out.resolve().is_relative_to(Path(inside).resolve()):
+            raise MfsrError(f"--out {out}: is inside --{name} {inside}; choose another folder")
     if out.exists() and not out.is_dir():
         raise MfsrError(f"--out {out}: exists and is not a folder")
-    if (out / "summary.json").is_file() and not overwrite:
+    if (out / "summary.json").is_file() and not opts.overwrite:
         raise MfsrError(
             f"--out {out}: already holds an evaluation (summary.json); "
             "use --overwrite to replace it, or another folder"
