@@ -117,19 +117,17 @@ def main(argv: list[str] | None = None) -> None:
         typer.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(2)
     except OSError as exc:
-        kept = _kept(argv)
-        typer.secho(f"error: {describe_os_error(exc)}{'; ' + kept if kept else ''}", fg="red",
-                    err=True)  # fmt: skip
+        line = "; ".join(filter(None, (describe_os_error(exc), _kept(argv))))
+        typer.secho(f"error: {line}", fg="red", err=True)
         sys.exit(2)
     except SystemExit as exc:
         stop = _interruption(exc) if exc.code == 130 else None
         if stop is None:
             raise
-        term = bool(_TERMINATED)
         said = str(stop) if isinstance(stop, Interrupted) else _kept(argv)
-        typer.secho(f"interrupted ({'SIGTERM' if term else 'Ctrl-C'}): {said or 'nothing kept'}",
-                    fg="yellow", err=True)  # fmt: skip
-        sys.exit(143 if term else 130)
+        how = "SIGTERM" if _TERMINATED else "Ctrl-C"
+        typer.secho(f"interrupted ({how}): {said or 'nothing kept'}", fg="yellow", err=True)
+        sys.exit(143 if _TERMINATED else 130)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

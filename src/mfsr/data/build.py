@@ -151,9 +151,10 @@ def _check_size(image: np.ndarray, opts: BuildOptions) -> str | None:
 SYSTEM_FOLDERS = tuple(Path(p) for p in ("/dev", "/proc", "/sys"))
 
 
-def source_files(root: Path, report: BuildReport) -> tuple[list[Path], list[Path]]:
-    """Every non-folder entry under ``root`` sorted by path, and the real folders they may lie
-    in. Links to folders are followed (a source assembled from linked person folders), once:
+def source_files(root: Path, report: BuildReport) -> tuple[list[Path], set[Path]]:
+    """Every non-folder entry under ``root`` sorted by path, and the real paths of the folders
+    read (a file link whose target lies in none of them points outside the source). Links to
+    folders are followed (a source assembled from linked person folders), once:
     a link into a folder already read (a loop, or a second name for one) or into a system
     folder is a counted skip, as is a folder that cannot be listed."""
     files: list[Path] = []
@@ -176,7 +177,7 @@ def source_files(root: Path, report: BuildReport) -> tuple[list[Path], list[Path
             continue
         for entry in entries:  # reversed onto the stack: folders are read in name order
             (stack if entry.is_dir() else files).append(entry)
-    return sorted(files, key=lambda p: p.as_posix()), list(seen)
+    return sorted(files, key=lambda p: p.as_posix()), set(seen)
 
 
 def scan_sources(
@@ -186,14 +187,14 @@ def scan_sources(
     root = opts.source
     if not root.is_dir():
         raise MfsrError(f"{root}: source folder not found")
-    paths, real_roots = source_files(root, report)
+    paths, folders = source_files(root, report)
     paths = paths[: opts.limit]
     items: list[SourceItem] = []
     for done, path in enumerate(paths, 1):
         rel = path.relative_to(root)
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             report.skip(str(path), f"not an image file (suffix {path.suffix or 'none'!r})")
-        elif not any(path.resolve().is_relative_to(r) for r in real_roots):
+        elif path.resolve().parent not in folders:
             report.skip(str(path), "link points outside the source folder")
         elif path.exists() and not path.is_file():  # a FIFO would block, a device never end
             report.skip(str(path), "not a regular file")
