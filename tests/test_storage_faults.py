@@ -115,7 +115,9 @@ def _evaluate_args(data: Path, out: Path, *extra: str) -> list[object]:
             "--no-lpips", *extra]  # fmt: skip
 
 
-def test_evaluate_on_a_full_disk_then_refuses_a_finished_result(tiny_data, disk, capsys):
+def test_evaluate_on_a_full_disk_then_refuses_a_finished_result(tiny_data, disk, tmp_path, capsys):
+    reference = tmp_path / "reference"
+    assert run(capsys, *_evaluate_args(tiny_data, reference))[0] == 0
     out = disk.root / "eval"
     disk.fill(leave_pages=3)  # the lock file, per_image.csv, table.md: summary.json fails
     code, output = run(capsys, *_evaluate_args(tiny_data, out))
@@ -124,6 +126,8 @@ def test_evaluate_on_a_full_disk_then_refuses_a_finished_result(tiny_data, disk,
     disk.release()
     code, output = run(capsys, *_evaluate_args(tiny_data, out))  # taken over: not finished
     assert code == 0 and (out / "summary.json").is_file(), output
+    same = (out / "per_image.csv").read_bytes() == (reference / "per_image.csv").read_bytes()
+    assert same  # the scores of an undisturbed evaluation
     code, output = run(capsys, *_evaluate_args(tiny_data, out))
     assert_one_line_error(code, output, "already holds an evaluation", "--overwrite")
     code, output = run(capsys, *_evaluate_args(tiny_data, out, "--overwrite"))
@@ -146,6 +150,8 @@ def test_enhance_on_a_full_disk_completes_on_rerun(disk, tmp_path, capsys):
     frames = _face_frames(tmp_path / "frames")
     out = disk.root / "faces"
     args = ["enhance", "--frames", *frames, "--baseline", "classical", "--out", out]
+    reference = tmp_path / "reference"
+    assert run(capsys, *args[:-1], reference)[0] == 0
     disk.fill(leave_pages=2)  # the lock file and the face: the side-by-side image fails
     code, output = run(capsys, *args)
     assert_one_line_error(code, output, "No space left on device", str(out), "without enhance.json")
@@ -153,6 +159,8 @@ def test_enhance_on_a_full_disk_completes_on_rerun(disk, tmp_path, capsys):
     disk.release()
     code, output = run(capsys, *args)  # an unfinished folder is completed without --overwrite
     assert code == 0 and (out / "enhance.json").is_file(), output
+    images = {p.name: p.read_bytes() for p in sorted(out.glob("*.png"))}
+    assert images == {p.name: p.read_bytes() for p in sorted(reference.glob("*.png"))}
     assert_one_line_error(*run(capsys, *args), "already holds an enhance result", "--overwrite")
 
 
