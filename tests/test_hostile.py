@@ -396,6 +396,8 @@ OPTION_CASES = {
     "data build --workers 0": (["data", "build", "--workers", "0"], "--workers must be >= 1"),
     "data build --face-size 1": (["data", "build", "--face-size", "1"], "--face-size"),
     "data from-video --seed -1": (["data", "from-video", "--seed", "-1"], "seed must be >= 0"),
+    "bench --eval-images 0": (["bench", "--eval-images", "0"], "--eval-images must be >= 1"),
+    "bench --eval-images -3": (["bench", "--eval-images", "-3"], "--eval-images must be >= 1"),
 }
 
 
@@ -407,6 +409,7 @@ def test_non_finite_numeric_options(case, capsys, tmp_path):
         "build": ["--source", require(LFW)],
         "from-video": ["--video", require(VIDEOS / CLIP)],
         "evaluate": ["--data", tmp_path, "--baseline", "bicubic", "--no-lpips"],
+        "bench": ["--config", "smoke", "--quick"],
     }[args[1] if args[0] == "data" else args[0]]
     code, output = run(capsys, *args, *where, "--out", tmp_path / "out")
     assert_one_line_error(code, output, option)

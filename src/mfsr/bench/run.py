@@ -117,6 +117,8 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
 
     if any(w < 0 for w in opts.workers):
         raise MfsrError(f"--workers must be >= 0, got {opts.workers}")
+    if opts.eval_images is not None and opts.eval_images < 1:  # 0 meant the default before
+        raise MfsrError(f"--eval-images must be >= 1, got {opts.eval_images}")
     from mfsr.losses import parse_spec
 
     for loss in opts.losses:
