@@ -19,6 +19,8 @@ import hostile_corpus as hc
 from cli_helpers import assert_no_complete_output, assert_one_line_error, run
 from conftest import LFW, VIDEOS, require
 from mfsr.data.images import write_png
+from mfsr.study.config import STUDY_PRESETS
+from mfsr.train.config import TRAIN_PRESETS
 
 PHOTO = "Aaron_Eckhart/Aaron_Eckhart_0001.jpg"
 CLIP = "Audio_Source_00086.mp4"
@@ -182,11 +184,10 @@ def test_checkpoint(checkpoints, name, tmp_path, capsys):
 
 
 def _smoke_yaml(change: str) -> str:
-    base = (REPO / "configs" / "smoke.yaml").read_text()
+    base = (TRAIN_PRESETS / "smoke.yaml").read_text()
     return base + change if change.startswith("\n") else change
 
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIG_CASES = {  # name -> (YAML text or a change appended to smoke.yaml, extra args, fragment)
     "unknown-key": ("\nwarmup_stepz: 3\n", [], "warmup_stepz"),
     "misspelt-key": ("\nepoch: 3\n", [], "did you mean 'epochs'"),
@@ -285,7 +286,7 @@ STUDY_CASES = {
 def test_study_config(name, tmp_path, capsys):
     text, fragment = STUDY_CASES[name]
     path = tmp_path / "study-bad.yaml"
-    path.write_text((REPO / "configs" / "study" / "smoke.yaml").read_text() + text)
+    path.write_text((STUDY_PRESETS / "smoke.yaml").read_text() + text)
     out = tmp_path / "studies"
     code, output = run(capsys, "study", "--config", path, "--out-dir", out)
     assert_one_line_error(code, output, fragment)

@@ -308,7 +308,7 @@ def test_smoke_preset_from_the_command_line(tmp_path, lfw_root):
             "mfsr",
             "train",
             "--config",
-            "configs/smoke.yaml",
+            "smoke",
             "--set",
             f"out_dir={tmp_path / 'runs'}",
             "--set",
@@ -323,3 +323,17 @@ def test_smoke_preset_from_the_command_line(tmp_path, lfw_root):
     assert "best val PSNR" in result.stderr
     _, cfg, meta = load_model(tmp_path / "runs" / "smoke" / "checkpoints" / "last.safetensors")
     assert cfg.scale == 4 and meta["counters"]["step"] == 10
+
+
+def test_presets_are_package_data_found_from_any_folder(tmp_path):
+    """Training and study presets come with the package, not from the source tree's layout."""
+    code = (
+        "from mfsr.train.config import load_train_config as t; "
+        "from mfsr.study.config import load_study_config as s; "
+        "print(t('quick').model.fusion, s('fusion').name, t('quick-identity').init_from)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["registered", "fusion", "runs/quick"]

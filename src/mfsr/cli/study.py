@@ -13,7 +13,7 @@ import typer
 
 def study(
     config: str = typer.Option(
-        ..., help="Study preset (smoke, quick, paper: configs/study/) or a YAML path."
+        ..., help="Study preset (smoke, quick, fusion, paper) or a YAML path."
     ),
     set_: list[str] = typer.Option(
         None,

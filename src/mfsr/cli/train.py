@@ -1,4 +1,4 @@
-"""``mfsr train``: train a model from a YAML config (see ``configs/`` and ``docs/training.md``)."""
+"""``mfsr train``: train a model from a preset or YAML config (``docs/training.md``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Study configuration: ``configs/study/<preset>.yaml`` plus ``--set key=value`` overrides.
+"""Study configuration: a preset (package data, ``mfsr/presets/study/<name>.yaml``) or a YAML
+file, plus ``--set key=value`` overrides.
 
 A study trains the same network once per (loss, seed) under identical conditions, evaluates
 every run and the baselines on the same test split, and reports Table 1 with confidence
@@ -14,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mfsr.config import from_dict, merge, parse_overrides, read_yaml, resolve_preset
+from mfsr.config import PRESET_DIR, from_dict, merge, parse_overrides, read_yaml, resolve_preset
 from mfsr.errors import MfsrError
 
-STUDY_CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "study"
+#: Study presets (``smoke``, ``quick``, ``fusion``, ``paper``): package data.
+STUDY_PRESETS = PRESET_DIR / "study"
 
 #: The seed's four losses (Mezina: MSE, Charbonnier, VGG19 feature reconstruction, LPIPS).
 SEED_LOSSES = ("mse", "charbonnier", "feature", "lpips")
@@ -29,7 +31,7 @@ PIXEL = ("mse", "charbonnier", "l1")
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """The base training config of every run: a preset name (``configs/<name>.yaml``) or a
+    """The base training config of every run: a training preset name (``mfsr/presets/train/``) or a
     YAML path, plus ``overrides`` (``key=value`` as for ``mfsr train --set``) applied to all."""
 
     config: str = "quick"
@@ -189,6 +191,6 @@ def uses_perceptual(spec: str) -> bool:
 def load_study_config(name_or_path: str, overrides: list[str] | None = None) -> StudyConfig:
     """Read a study YAML, apply ``--set`` overrides (``seeds=[0]``, ``evaluate.limit=100``,
     ``train.overrides=[epochs=2]``), and check everything."""
-    path = resolve_preset(name_or_path, "study", STUDY_CONFIGS)
+    path = resolve_preset(name_or_path, "study", STUDY_PRESETS)
     data = merge(read_yaml(path), parse_overrides(overrides or []))
     return from_dict(StudyConfig, data, where=f"{path}: ")

@@ -31,7 +31,7 @@ from mfsr.config import (
 )
 from mfsr.errors import MfsrError
 from mfsr.study.config import StudyConfig, loss_slug, uses_perceptual
-from mfsr.train.config import REPO_CONFIGS, TrainConfig, read_training_yaml
+from mfsr.train.config import TRAIN_PRESETS, TrainConfig, read_training_yaml
 
 SINGLE = "single-frame"
 
@@ -89,7 +89,7 @@ def single_frame_runs(study: StudyConfig, loss: str) -> list[RunSpec]:
 
 def base_train_dict(study: StudyConfig) -> dict[str, Any]:
     """The base training config with the study's overrides, as a plain dict."""
-    path = resolve_preset(study.train.config, "training", REPO_CONFIGS)
+    path = resolve_preset(study.train.config, "training", TRAIN_PRESETS)
     return merge(read_training_yaml(path), parse_overrides(list(study.train.overrides)))
 
 

@@ -1,4 +1,5 @@
-"""Training configuration: YAML presets in ``configs/`` plus ``--set key=value`` overrides.
+"""Training configuration: YAML presets (package data, ``mfsr/presets/train/``) or a YAML
+file, plus ``--set key=value`` overrides.
 
 Every field is checked strictly (unknown keys, wrong types, bad values are one-line errors
 naming the file and field). The fully resolved config is written to the run folder.
@@ -10,11 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from mfsr.config import from_dict, merge, parse_overrides, read_yaml, resolve_preset
+from mfsr.config import PRESET_DIR, from_dict, merge, parse_overrides, read_yaml, resolve_preset
 from mfsr.errors import MfsrError
 from mfsr.models import ModelConfig
 
-REPO_CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+#: Training presets (``smoke``, ``quick``, ``quick-identity``, ``paper``): package data.
+TRAIN_PRESETS = PRESET_DIR / "train"
 
 
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
@@ -160,7 +162,7 @@ def read_training_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, An
         return data
     if not isinstance(base, str) or not base:
         raise MfsrError(f"{path}: extends: expected a preset name or YAML path, got {base!r}")
-    base_path = resolve_preset(base, "training", REPO_CONFIGS)
+    base_path = resolve_preset(base, "training", TRAIN_PRESETS)
     chain = (*chain, path.resolve())
     if base_path.resolve() in chain:
         raise MfsrError(f"{path}: extends: {base!r} leads back to a config already read (a loop)")
@@ -170,6 +172,6 @@ def read_training_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, An
 def load_train_config(name_or_path: str, overrides: list[str] | None = None) -> TrainConfig:
     """Read a training YAML (and the preset it ``extends``), apply ``--set`` overrides, and
     check everything."""
-    path = resolve_preset(name_or_path, "training", REPO_CONFIGS)
+    path = resolve_preset(name_or_path, "training", TRAIN_PRESETS)
     data = merge(read_training_yaml(path), parse_overrides(overrides or []))
     return from_dict(TrainConfig, data, where=f"{path}: ")
