@@ -37,7 +37,6 @@ def environment(device: torch.device, world: int) -> dict[str, Any]:
         "torchvision",
         "numpy",
         "lpips",
-        "torchmetrics",
         "safetensors",
         "opencv-python-headless",
         "dlib-bin",
