@@ -20,6 +20,7 @@ from mfsr.cli.data import app as data_app
 from mfsr.cli.enhance import enhance as enhance_command
 from mfsr.cli.evaluate import evaluate as evaluate_command
 from mfsr.cli.model import app as model_app
+from mfsr.cli.models import app as models_app
 from mfsr.cli.study import study as study_command
 from mfsr.cli.train import train as train_command
 from mfsr.cli.weights import app as weights_app
@@ -33,6 +34,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
+app.add_typer(models_app, name="models")
 app.add_typer(weights_app, name="weights")
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)

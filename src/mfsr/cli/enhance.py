@@ -21,7 +21,9 @@ def enhance(
         help="Enhance already-cropped frames given as FILES (--frames f1.png ... fN.png).",
     ),
     model: str = typer.Option(
-        None, help="Trained model: a run folder (best, else last checkpoint) or .safetensors."
+        None,
+        help="Trained model: a run folder (best, else last checkpoint) or .safetensors "
+        "(default: the shipped model; `mfsr models list`).",
     ),
     baseline: str = typer.Option(
         None, help="Use a baseline instead of a trained model: 'classical' or 'bicubic'."
@@ -99,6 +101,15 @@ def enhance(
     def warn(message: str) -> None:
         console.print(f"[yellow]warning:[/] {message}", highlight=False)
 
+    if model is None and baseline is None:  # the model that comes with mfsr (docs/models.md)
+        from mfsr.shipped import DEFAULT, shipped_path
+
+        model = shipped_path(DEFAULT)
+        console.print(
+            f"model: the shipped default, {DEFAULT} (docs/models.md); --model or --baseline "
+            "for another",
+            highlight=False,
+        )
     enhancer = load_enhancer(
         model,
         baseline,
