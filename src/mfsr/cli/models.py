@@ -23,8 +23,8 @@ def _lines(name: str, file: Path) -> list[str]:
     cfg = meta.get("model_config") or {}
     train = meta.get("train_config") or {}
     what = f"x{cfg.get('scale')}, {cfg.get('n_frames')} frames, {cfg.get('fusion')} fusion"
-    return [f"{name}: {what}, loss {train.get('loss', '?')}",
-            f"    sha256 {file_sha256(file)}  {file}"]  # fmt: skip
+    head = f"{name}: {what}, loss {train.get('loss', '?')}"
+    return [head, f"    sha256 {file_sha256(file)}  {file}"]
 
 
 @app.command("list")
