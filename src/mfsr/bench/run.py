@@ -212,7 +212,7 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
     }
     per_run = doc["projected_train_s"]
     if all(loss in per_run for loss in SEED_LOSSES):
-        # a study of the seed's four losses + a single-frame run (costed as the config's loss,
+        # a study of the paper's four losses + a single-frame run (costed as the config's loss,
         # slightly high: N = 1) x 3 seeds, training only; validation: 15 runs costed as the
         # config's loss
         doc["projected_study_train_s"] = 3 * (

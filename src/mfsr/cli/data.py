@@ -44,7 +44,7 @@ def build(
     counts: str = typer.Option(
         None,
         help="Exact split sizes TRAIN,VAL,TEST (e.g. 2504,837,753); "
-        "default: all photos in the seed's 2504:837:753 proportions.",
+        "default: all photos in the paper's 2504:837:753 proportions.",
     ),
     max_per_identity: int = typer.Option(None, help="Use at most this many photos per identity."),
     limit: int = typer.Option(None, help="Consider only the first N files (sorted by path)."),

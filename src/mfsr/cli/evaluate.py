@@ -30,7 +30,7 @@ def evaluate(
     split: str = typer.Option("test", help="Split folder to use when --data is a dataset root."),
     batch_size: int = typer.Option(4, help="Samples per model batch."),
     device: str = typer.Option("cpu", help="Device for the model and LPIPS: cpu, cuda, cuda:1."),
-    lpips_net: str = typer.Option("alex", help="LPIPS trunk: alex (as in the seed) or vgg."),
+    lpips_net: str = typer.Option("alex", help="LPIPS trunk: alex (as in the paper) or vgg."),
     no_lpips: bool = typer.Option(False, "--no-lpips", help="Do not compute LPIPS."),
     random_trunk: bool = typer.Option(
         False,

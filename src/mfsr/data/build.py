@@ -37,7 +37,7 @@ from mfsr.errors import DataError, MfsrError
 from mfsr.locks import LOCK_NAME, folder_lock
 
 SPLITS = ("train", "val", "test")
-SEED_PROPORTIONS = (2504, 837, 753)  # the seed paper's train/val/test sizes
+SEED_PROPORTIONS = (2504, 837, 753)  # the paper's train/val/test sizes
 
 
 @dataclass(frozen=True)

@@ -81,11 +81,11 @@ class FeatureLoss(FrozenNetLoss):
 
     ``loss = mean((phi_j(pred) - phi_j(target))^2)`` where ``phi_j`` is torchvision's VGG19 up to
     layer ``layer`` (inclusive) applied to ImageNet mean/std normalised inputs; the mean over
-    ``C_j H_j W_j`` is the seed's ``1/(C_j H_j W_j) ||.||^2``, and 'mean' also averages the batch.
+    ``C_j H_j W_j`` is the paper's ``1/(C_j H_j W_j) ||.||^2``, and 'mean' also averages the batch.
     The network is truncated after ``layer``: later layers are never built nor run.
 
-    Default layer ``relu2_2``: the seed names only "layer j" of VGG19 and cites Johnson et al.,
-    whose super-resolution experiments (x4 and x8, feature loss alone, as in the seed) used
+    Default layer ``relu2_2``: the paper names only "layer j" of VGG19 and cites Johnson et al.,
+    whose super-resolution experiments (x4 and x8, feature loss alone, as in the paper) used
     relu2_2 of VGG16; relu2_2 of VGG19 is the same layer of the same block structure. Shallow
     features keep spatial detail, whereas deep ones (relu5_4, SRGAN's "VGG54") favour texture
     over geometry, and relu2_2 costs about a third of relu5_4 (256^2 on CPU, fwd+bwd: ~1.6 s vs
@@ -176,7 +176,7 @@ class LPIPSLoss(FrozenNetLoss):
     weights, nor unpickles the cached file with ``weights_only=False`` as torch.hub would.
 
     Args:
-        net: 'alex' (default, as in the seed) or 'vgg'.
+        net: 'alex' (default, as in the paper) or 'vgg'.
         loss_weight: factor applied to the result.
         reduction: 'mean' | 'sum' over the batch, or 'none' (``(B, 1, 1, 1)`` distances).
         device: where the model lives.

@@ -2,7 +2,7 @@
 
 Each loss is a pure element-wise function plus a small module with ``loss_weight`` and
 ``reduction``, as in BasicSR. Inputs are ``pred`` and ``target`` float tensors of the same shape,
-normally ``(B, 3, H, W)`` images in [0, 1]. Note the scale: the seed reports MSE on the 0-255
+normally ``(B, 3, H, W)`` images in [0, 1]. Note the scale: the paper reports MSE on the 0-255
 scale as a *metric*; as a training loss on [0, 1] images it differs only by the constant 255^2.
 """
 
@@ -58,7 +58,7 @@ def l1(pred: Tensor, target: Tensor) -> Tensor:
 def charbonnier(pred: Tensor, target: Tensor, eps: float = 1e-3) -> Tensor:
     """Element-wise Charbonnier penalty ``sqrt((pred - target)^2 + eps^2)``.
 
-    Its mean is the seed's eq. 2 (eps = 0.001 there). It is at least ``eps`` for equal inputs
+    Its mean is the paper's eq. 2 (eps = 0.001 there). It is at least ``eps`` for equal inputs
     and within ``eps`` of ``|pred - target|``, so it tends to L1 as ``eps -> 0``; unlike L1 its
     gradient is smooth at zero. (BasicSR uses eps = 1e-12.)
     """

@@ -32,7 +32,7 @@ class LPIPSMetric:
     """Per-image LPIPS distances; build once, call on batches.
 
     Args:
-        net: ``'alex'`` (default, as in the seed) or ``'vgg'``.
+        net: ``'alex'`` (default, as in the paper) or ``'vgg'``.
         device: where the network runs.
         random_trunk: accept a random trunk when the pretrained file is missing (flagged).
     """

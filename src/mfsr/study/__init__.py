@@ -1,4 +1,4 @@
-"""``mfsr study``: the seed's loss-function study as one resumable command.
+"""``mfsr study``: the paper's loss-function study as one resumable command.
 
 ::
 

@@ -21,7 +21,7 @@ from mfsr.errors import MfsrError
 #: Study presets (``smoke``, ``quick``, ``fusion``, ``paper``): package data.
 STUDY_PRESETS = PRESET_DIR / "study"
 
-#: The seed's four losses (Mezina: MSE, Charbonnier, VGG19 feature reconstruction, LPIPS).
+#: The paper's four losses (Mezina: MSE, Charbonnier, VGG19 feature reconstruction, LPIPS).
 SEED_LOSSES = ("mse", "charbonnier", "feature", "lpips")
 #: Losses that need an ImageNet trunk (a random one offline, flagged everywhere).
 PERCEPTUAL = ("feature", "lpips")

@@ -95,7 +95,7 @@ def bar_chart(doc: dict[str, Any], metric: str, path: Path) -> None:
         ax.set_ylim(bottom - 0.15 * (top - bottom + 1e-9), top + 0.1 * (top - bottom + 1e-9))
     notes = []
     if any(m["random_trunk_training"] for m in methods):
-        notes.append("† hatched: trained with a RANDOM perceptual trunk (not the seed's loss)")
+        notes.append("† hatched: trained with a RANDOM perceptual trunk (not the paper's loss)")
     if mark:
         notes.append("‡ LPIPS metric with a RANDOM AlexNet trunk (not comparable)")
     if notes:

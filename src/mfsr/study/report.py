@@ -178,7 +178,7 @@ READ = (
     "bar charts and given in table1.json/csv). Two rows whose intervals overlap can still differ "
     "significantly in the paired tests (the same faces are compared), and a significant "
     "per-face difference that few seeds agree on may be training noise: look at both. Rows "
-    "marked † did not train with the seed's perceptual loss (random trunk). Metric conventions "
+    "marked † did not train with the paper's perceptual loss (random trunk). Metric conventions "
     "(RGB SSIM, 8-bit MSE and PSNR per image, CPBD sharpness difference HR − output, dlib FFR) "
     "are those of <code>mfsr evaluate</code> (docs/metrics.md), repeated in table1.json.</p>"
 )

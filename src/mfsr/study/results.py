@@ -26,7 +26,7 @@ from mfsr.train.config import TrainConfig
 
 BANNER = (
     "feature/LPIPS rows trained with a RANDOM VGG/AlexNet trunk (ImageNet weights not "
-    "available offline): they measure a random-feature loss, not the seed's perceptual losses"
+    "available offline): they measure a random-feature loss, not the paper's perceptual losses"
 )
 LPIPS_BANNER = (
     "the LPIPS metric was computed with a RANDOM AlexNet trunk: its values are not comparable "

@@ -1,4 +1,4 @@
-"""``run_study``: the seed's loss-function study end to end, resumable.
+"""``run_study``: the paper's loss-function study end to end, resumable.
 
 Folder ``<out_dir>/<name>/``::
 
@@ -70,7 +70,7 @@ def _check_study_file(study: StudyConfig) -> None:
 def choose_single_frame_loss(study: StudyConfig, loss_cfgs: list[TrainConfig]) -> dict[str, Any]:
     """The single-frame baseline's loss: ``baselines.single_frame_loss`` if set; else the pixel
     loss of the study with the best validation PSNR (best epoch of each run, mean over seeds);
-    else charbonnier (the seed's best). Decided once and kept in ``single_frame.json``."""
+    else charbonnier (the paper's best). Decided once and kept in ``single_frame.json``."""
     path = study.study_dir / "single_frame.json"
     fixed = study.baselines.single_frame_loss
     if fixed is not None:
@@ -93,7 +93,7 @@ def choose_single_frame_loss(study: StudyConfig, loss_cfgs: list[TrainConfig]) -
             "val_psnr": means,
         }
     else:
-        choice = {"loss": "charbonnier", "rule": "no pixel loss in the study: the seed's best"}
+        choice = {"loss": "charbonnier", "rule": "no pixel loss in the study: the paper's best"}
     write_text_atomic(path, json.dumps(choice, indent=1) + "\n")
     return choice
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from mfsr.config import write_text_atomic
 
-#: Table 1 columns in order: the seed's (SSIM, MSE, PSNR, sharpness difference, FFR), then
+#: Table 1 columns in order: the paper's (SSIM, MSE, PSNR, sharpness difference, FFR), then
 #: the identity FFR and LPIPS.
 COLUMNS = ("ssim", "mse", "psnr", "sharpness_diff", "ffr_no_face", "ffr_identity", "lpips")
 DIGITS = {"ssim": 4, "mse": 2, "psnr": 2, "sharpness_diff": 4, "lpips": 4, "identity_distance": 3}

@@ -1,6 +1,6 @@
 """Training data: make sure the dataset exists, then build the run's sample stream.
 
-An *epoch* is ``steps_per_epoch`` global batches (the seed's 500 steps x batch 4), not a pass
+An *epoch* is ``steps_per_epoch`` global batches (the paper's 500 steps x batch 4), not a pass
 over the photos. Its sample order is a concatenation of seeded permutations of the training
 photos, ``default_rng([seed, epoch, k]).permutation(n)``, long enough for the epoch. Position
 ``p`` of the epoch stream is one sample; with synthetic training data its degradation is drawn
@@ -120,7 +120,7 @@ def val_dataset(cfg: TrainConfig) -> SequenceDataset:
 
 
 #: Validation samples are kept in memory (as 8-bit values) when they take at most this many
-#: bytes: the seed's 837 val faces at 32 -> 256 with 7 frames take 183 MB.
+#: bytes: the paper's 837 val faces at 32 -> 256 with 7 frames take 183 MB.
 VAL_CACHE_BYTES = 2 * 1024**3
 
 
