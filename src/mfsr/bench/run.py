@@ -28,7 +28,7 @@ from mfsr import __version__
 from mfsr.config import write_text_atomic
 from mfsr.errors import MfsrError
 
-SEED_LOSSES = ("mse", "charbonnier", "feature", "lpips")
+PAPER_LOSSES = ("mse", "charbonnier", "feature", "lpips")
 
 
 @dataclass
@@ -41,7 +41,7 @@ class BenchOptions:
     quick: bool = False
     device: str = "auto"
     workers: list[int] = field(default_factory=lambda: [0, 2])
-    losses: list[str] = field(default_factory=lambda: list(SEED_LOSSES))
+    losses: list[str] = field(default_factory=lambda: list(PAPER_LOSSES))
     compile: bool = False
     compile_mode: str | None = None  # implies compile
     eval_images: int | None = None
@@ -211,12 +211,12 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
         r["loss"]: cfg.epochs * cfg.steps_per_epoch * r["ms"] / 1000 for r in rows
     }
     per_run = doc["projected_train_s"]
-    if all(loss in per_run for loss in SEED_LOSSES):
+    if all(loss in per_run for loss in PAPER_LOSSES):
         # a study of the paper's four losses + a single-frame run (costed as the config's loss,
         # slightly high: N = 1) x 3 seeds, training only; validation: 15 runs costed as the
         # config's loss
         doc["projected_study_train_s"] = 3 * (
-            sum(per_run[x] for x in SEED_LOSSES)
+            sum(per_run[x] for x in PAPER_LOSSES)
             + bare["ms"] * cfg.epochs * cfg.steps_per_epoch / 1000
         )
         doc["projected_study_validation_s"] = 15 * doc["validation"]["projected_per_run_s"]

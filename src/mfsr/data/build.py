@@ -37,7 +37,7 @@ from mfsr.errors import DataError, MfsrError
 from mfsr.locks import LOCK_NAME, folder_lock
 
 SPLITS = ("train", "val", "test")
-SEED_PROPORTIONS = (2504, 837, 753)  # the paper's train/val/test sizes
+PAPER_PROPORTIONS = (2504, 837, 753)  # the paper's train/val/test sizes
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class BuildOptions:
     crop: Literal["whole", "face"] = "whole"
     face_size: int = 128  # side of the centred face crop, source px (crop="face")
     counts: tuple[int, int, int] | None = None  # exact train/val/test sizes; None: proportions
-    proportions: tuple[float, float, float] = SEED_PROPORTIONS
+    proportions: tuple[float, float, float] = PAPER_PROPORTIONS
     max_per_identity: int | None = None
     limit: int | None = None  # consider only the first K files (sorted paths): quick small sets
     write_splits: tuple[str, ...] = SPLITS

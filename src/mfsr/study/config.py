@@ -22,7 +22,7 @@ from mfsr.errors import MfsrError
 STUDY_PRESETS = PRESET_DIR / "study"
 
 #: The paper's four losses (Mezina: MSE, Charbonnier, VGG19 feature reconstruction, LPIPS).
-SEED_LOSSES = ("mse", "charbonnier", "feature", "lpips")
+PAPER_LOSSES = ("mse", "charbonnier", "feature", "lpips")
 #: Losses that need an ImageNet trunk (a random one offline, flagged everywhere).
 PERCEPTUAL = ("feature", "lpips")
 #: Pixel losses among which the single-frame baseline's loss is chosen.
@@ -127,7 +127,7 @@ class StudyConfig:
     name: str
     train: TrainSpec = field(default_factory=TrainSpec)
     out_dir: str = "studies"
-    losses: tuple[str, ...] = SEED_LOSSES
+    losses: tuple[str, ...] = PAPER_LOSSES
     loss_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0, 1, 2)
     # optional axes crossed with the losses: named sets of training overrides (e.g. the
