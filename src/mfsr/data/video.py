@@ -23,8 +23,6 @@ without synthetic motion (the real motion stays). ``lr-only`` renders crops stra
 
 from __future__ import annotations
 
-import glob
-import json
 import math
 import os
 import tempfile
@@ -38,7 +36,7 @@ import cv2
 import numpy as np
 
 from mfsr import __version__
-from mfsr.config import to_dict, write_text_atomic
+from mfsr.config import to_dict
 from mfsr.data.degrade import (
     BORDERS,
     Crop,
@@ -48,7 +46,7 @@ from mfsr.data.degrade import (
     sample_params,
 )
 from mfsr.data.report import BuildReport
-from mfsr.data.sample import META_NAME, safe_id, write_sample
+from mfsr.data.sample import safe_id, write_sample
 from mfsr.data.track import (
     DEFAULT_ENLARGE,
     DEFAULT_MAX_GAP,
@@ -59,6 +57,7 @@ from mfsr.data.track import (
     segment_track,
     smooth_crops,
 )
+from mfsr.data.video_folder import check_ids_free, check_settings
 from mfsr.errors import DataError, MfsrError
 from mfsr.faces import DEFAULT_KEEP_SCORE, DEFAULT_MIN_SCORE, Face, detect_faces
 from mfsr.locks import locked
@@ -324,56 +323,6 @@ def _source_meta(track: Track, window: range) -> dict[str, Any]:
     }
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them is gone: compare the names
-        return a.resolve() == b.resolve()
-
-
-#: The settings of the first ``build_from_video`` into a folder (later calls must match).
-SETTINGS_NAME = "from-video.json"
-
-
-def _check_settings(out: Path, settings: dict[str, Any]) -> None:
-    """Record ``settings`` with the first sequences written into ``out``; refuse a later call
-    with others (a folder mixing scales or degradations would be silently inconsistent)."""
-    settings = json.loads(json.dumps(settings))  # as it reads back: tuples become lists
-    path = out / SETTINGS_NAME
-    if not path.is_file():
-        out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, json.dumps(settings, indent=1) + "\n")
-        return
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        saved = {}
-    saved = saved if isinstance(saved, dict) else {}
-    changed = sorted(k for k in settings.keys() | saved.keys() if saved.get(k) != settings.get(k))
-    if changed:
-        raise MfsrError(
-            f"--out {out}: holds sequences made with other settings ({', '.join(changed)}; see "
-            f"{SETTINGS_NAME}); use the same settings or another --out"
-        )
-
-
-def _check_ids_free(split_dir: Path, stem: str, video: Path) -> None:
-    """Refuse to write over another clip's windows: sample ids are ``<stem>_f<frame>``, so two
-    clips whose names give the same stem (``a/x.mp4``, ``b/x.mp4``) would replace each other."""
-    for folder in sorted(split_dir.glob(f"{glob.escape(stem)}_f*")):
-        try:
-            source = json.loads((folder / META_NAME).read_text(encoding="utf-8"))["source"]
-            other = Path(source["path"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # no readable record of its clip: replaced as any other sample folder
-        if not _same_file(other, video):
-            raise MfsrError(
-                f"{video}: its sample ids ({stem}_f...) are taken in {split_dir} by another "
-                f"clip ({other}); rename one of the clips, or build into another --out"
-            )
-        return
-
-
 def _write_window(
     split_dir: Path,
     sample_id: str,
@@ -470,8 +419,8 @@ def build_from_video(
         return report
     size = hr_size if mode == "eval" else hr_size // scale
     stem, ref = safe_id(video.stem), n_frames // 2
-    _check_ids_free(Path(out) / split, stem, video)
-    _check_settings(Path(out), {
+    check_ids_free(Path(out) / split, stem, video)
+    check_settings(Path(out), {
         "mode": mode, "n_frames": n_frames, "scale": scale, "hr_size": hr_size,
         "stride": stride, "degradation": None if cfg is None else to_dict(cfg), "seed": seed,
         "enlarge": enlarge, "border": border, "upsample": upsample,
