@@ -16,7 +16,8 @@ import torch
 
 from mfsr.errors import MfsrError
 from mfsr.train.checkpoint import load_model, read_checkpoint, split_prefix
-from mfsr.train.config import load_train_config
+from mfsr.study.config import STUDY_PRESETS, load_study_config
+from mfsr.train.config import TRAIN_PRESETS, load_train_config
 from mfsr.train.loop import lr_at, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -337,3 +338,15 @@ def test_presets_are_package_data_found_from_any_folder(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["registered", "fusion", "runs/quick"]
+
+
+def test_every_shipped_preset_loads():
+    """A preset that does not load would fail only when a user asks for it."""
+    for path in sorted(TRAIN_PRESETS.glob("*.yaml")):
+        cfg = load_train_config(path.stem)
+        assert cfg.model.scale == cfg.data.build.scale, path.name
+    for path in sorted(STUDY_PRESETS.glob("*.yaml")):
+        study = load_study_config(path.stem)
+        load_train_config(study.train.config, list(study.train.overrides))
+    x8 = load_train_config("quick-x8")
+    assert (x8.model.scale, x8.data.build.hr_size, x8.model.n_frames) == (8, 256, 7)
