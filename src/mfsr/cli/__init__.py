@@ -64,6 +64,8 @@ def _root(
 KEPT = {
     "data build": "finished samples are kept (each whole): rerun the same command to complete "
     "the dataset",
+    "data fetch": "a download cut short is kept as a hidden .part file beside the target: rerun "
+    "the same command to resume it",
     "data from-video": "finished sequences are kept (each whole): rerun the same command to "
     "rewrite them all",
     "evaluate": "no summary.json was written, so the folder holds no result: rerun the same "

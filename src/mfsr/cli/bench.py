@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from mfsr.cli.options import data_root_option, use_data_root
+
 
 def bench(
     config: str = typer.Option("quick", help="Training preset or YAML whose model/data to time."),
@@ -33,6 +35,7 @@ def bench(
         "max-autotune, max-autotune-no-cudagraphs.",
     ),
     eval_images: int = typer.Option(None, help="Images for the metric timings (default 8/32)."),
+    data_root: Path = data_root_option(),
 ) -> None:
     """Time the data feed, the training step per loss (FLOP/s, MFU on CUDA), the real
     training loop, inference at batch 1 and 32, and every evaluation metric; write
@@ -42,6 +45,7 @@ def bench(
     from mfsr.cli.console import console
     from mfsr.weights import RandomTrunkWarning
 
+    use_data_root(data_root)
     opts = BenchOptions(
         config=config,
         sets=list(set_ or []),

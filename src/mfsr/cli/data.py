@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from mfsr.cli.options import data_root_option, use_data_root
+
 app = typer.Typer(help="Build multi-frame sequence datasets.", no_args_is_help=True)
 
 
@@ -26,8 +28,10 @@ def _parse_counts(text: str | None) -> tuple[int, int, int] | None:
 
 @app.command("build")
 def build(
-    source: Path = typer.Option(
-        ..., help="Folder of face photos (LFW layout: one folder per identity)."
+    source: str = typer.Option(
+        ...,
+        help="Folder of face photos (LFW layout: one folder per identity), or a known dataset "
+        "(lfw: found under --data-root, ./data or ../shared/data; see `mfsr data fetch`).",
     ),
     out: Path = typer.Option(..., help="Output dataset folder."),
     scale: int = typer.Option(8, help="Scale factor: 2, 4 or 8."),
@@ -56,17 +60,21 @@ def build(
         1, help="Processes writing samples (output is identical for any number)."
     ),
     overwrite: bool = typer.Option(False, help="Replace a dataset already in --out."),
+    data_root: Path = data_root_option(),
 ) -> None:
     """Build identity-disjoint train/val/test sequence sets from face photos."""
     from mfsr.cli.console import console, print_report, progress_bars
     from mfsr.data.build import BuildOptions, build_dataset
     from mfsr.data.degrade import load_degradation
+    from mfsr.data.fetch import resolve_source
     from mfsr.errors import MfsrError
+
+    use_data_root(data_root)
 
     if crop not in ("whole", "face"):
         raise MfsrError(f"--crop must be 'whole' or 'face', got {crop!r}")
     opts = BuildOptions(
-        source=source,
+        source=resolve_source(source),
         out=out,
         degradation=load_degradation(degradation),
         scale=scale,
@@ -157,3 +165,43 @@ def from_video(
     if report.total == 0:
         raise MfsrError(f"no sequence could be made from {len(video)} video(s)")
     console.print(f"[green]done:[/] {report.total} sequences in {out}")
+
+
+@app.command("fetch")
+def fetch(
+    name: str = typer.Argument(..., help="Dataset to download: lfw."),
+    to: Path = typer.Option(
+        None, help="Data root to put it under (default: --data-root / $MFSR_DATA, else ./data)."
+    ),
+    url: str = typer.Option(None, help="Download from this mirror instead of the official URLs."),
+    sha256: str = typer.Option(
+        None, help="Check the archive against this sha256 instead of the published MD5."
+    ),
+    archive: Path = typer.Option(
+        None, help="Use this already downloaded archive instead of downloading."
+    ),
+) -> None:
+    """Download a public dataset (needs network; the only command that does), check it
+    against its published digest and extract it where configs naming it find it. A cut
+    download resumes when the command is run again."""
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    from mfsr.cli.console import console
+    from mfsr.data.fetch import KNOWN, fetch_dataset
+
+    if name in KNOWN:
+        console.print(f"{name}: {KNOWN[name].about}", markup=False, highlight=False, soft_wrap=True)
+    with Progress(
+        *Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), console=console
+    ) as bars:
+        task = bars.add_task(f"downloading {name}", total=None)
+        folder, fetched = fetch_dataset(
+            name,
+            to,
+            url=url,
+            sha256=sha256,
+            archive=archive,
+            progress=lambda done, total: bars.update(task, completed=done, total=total or None),
+        )
+    state = "done" if fetched else "already there"
+    console.print(f"[green]{state}:[/] {folder}", highlight=False, soft_wrap=True)

@@ -7,8 +7,11 @@ libraries are imported inside the command.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import typer
+
+from mfsr.cli.options import data_root_option, use_data_root
 
 
 def study(
@@ -23,6 +26,7 @@ def study(
     ),
     name: str = typer.Option(None, help="Study name (folder under out_dir); default: config's."),
     out_dir: str = typer.Option(None, help="Parent folder of the study; default: the config's."),
+    data_root: Path = data_root_option(),
 ) -> None:
     """Train one network per loss and seed, evaluate all and the baselines, write Table 1,
     significance tests, figures and report.html. Rerun to resume (finished runs are kept)."""
@@ -32,6 +36,7 @@ def study(
     from mfsr.study import Reporter, load_study_config, run_study
     from mfsr.weights import RandomTrunkWarning
 
+    use_data_root(data_root)
     overrides = list(set_ or [])
     overrides += [f"name={name}"] if name else []
     overrides += [f"out_dir={out_dir}"] if out_dir else []

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from mfsr.cli.options import data_root_option, use_data_root
 
 
 def train(
     config: str = typer.Option(
-        ..., help="Config preset (smoke, quick, quick-identity, paper) or a YAML path."
+        ..., help="Config preset (smoke, quick, quick-identity, quick-x8, paper) or a YAML path."
     ),
     set_: list[str] = typer.Option(
         None, "--set", help="Override a config field, e.g. --set optim.lr=3e-4 (repeatable)."
     ),
     name: str = typer.Option(None, help="Run name (folder under out_dir); default: the config's."),
     resume: bool = typer.Option(False, help="Continue the run from its last checkpoint."),
+    data_root: Path = data_root_option(),
 ) -> None:
     """Train (or resume) a multi-frame SR model; writes runs/<name>/."""
     from mfsr.cli.console import console
     from mfsr.train.config import load_train_config
+
+    use_data_root(data_root)
 
     overrides = list(set_ or []) + ([f"name={name}"] if name else [])
     cfg = load_train_config(config, overrides)

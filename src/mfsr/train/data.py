@@ -40,10 +40,11 @@ def ensure_dataset(cfg: TrainConfig, progress=None) -> dict[str, Any]:
             )
         from mfsr.data.build import BuildOptions, build_dataset
         from mfsr.data.degrade import load_degradation
+        from mfsr.data.fetch import resolve_source
 
         b = cfg.data.build
         opts = BuildOptions(
-            source=Path(b.source),
+            source=resolve_source(b.source),
             out=root,
             degradation=load_degradation(b.degradation),
             scale=b.scale,
