@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from mfsr.errors import MfsrError
-from mfsr.train.checkpoint import load_model, read_checkpoint, split_prefix
 from mfsr.study.config import STUDY_PRESETS, load_study_config
+from mfsr.train.checkpoint import load_model, read_checkpoint, split_prefix
 from mfsr.train.config import TRAIN_PRESETS, load_train_config
 from mfsr.train.loop import lr_at, train
 
