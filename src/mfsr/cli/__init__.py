@@ -21,6 +21,7 @@ from mfsr.cli.enhance import enhance as enhance_command
 from mfsr.cli.evaluate import evaluate as evaluate_command
 from mfsr.cli.model import app as model_app
 from mfsr.cli.models import app as models_app
+from mfsr.cli.serve import serve as serve_command
 from mfsr.cli.study import study as study_command
 from mfsr.cli.train import train as train_command
 from mfsr.cli.weights import app as weights_app
@@ -41,6 +42,7 @@ app.command("evaluate")(evaluate_command)
 app.command("enhance")(enhance_command)
 app.command("study")(study_command)
 app.command("bench")(bench_command)
+app.command("serve")(serve_command)
 
 
 def _version(value: bool) -> None:

@@ -22,6 +22,9 @@ import numpy as np
 
 from mfsr.config import write_text_atomic
 from mfsr.data.images import write_png
+from mfsr.data.video import Track
+from mfsr.enhance.model import Enhancer
+from mfsr.enhance.source import WindowCrops
 from mfsr.errors import MfsrError
 
 JSON_NAME = "enhance.json"
@@ -67,13 +70,50 @@ def _label(width: int, text: str) -> np.ndarray:
     return strip
 
 
-def side_by_side(bicubic: np.ndarray, enhanced: np.ndarray, labels: tuple[str, str]) -> np.ndarray:
-    """``uint8 (H, W, 3)`` bicubic | enhanced with a label bar over each:
-    ``uint8 (bar + H, 2W + GAP, 3)``."""
-    w = enhanced.shape[1]
-    panels = [np.vstack([_label(w, t), img]) for t, img in zip(labels, (bicubic, enhanced))]
+def labelled_row(images: list[np.ndarray], labels: list[str]) -> np.ndarray:
+    """Same-size ``uint8 (H, W, 3)`` images side by side, each under a label bar, with white
+    gaps: ``uint8 (bar + H, k W + (k - 1) GAP, 3)``."""
+    w = images[0].shape[1]
+    panels = [np.vstack([_label(w, t), img]) for t, img in zip(labels, images)]
     gap = np.full((panels[0].shape[0], GAP, 3), 255, np.uint8)
-    return np.hstack([panels[0], gap, panels[1]])
+    row = [panels[0]]
+    for panel in panels[1:]:
+        row += [gap, panel]
+    return np.hstack(row)
+
+
+def side_by_side(bicubic: np.ndarray, enhanced: np.ndarray, labels: tuple[str, str]) -> np.ndarray:
+    """``uint8 (H, W, 3)`` bicubic | enhanced with a label bar over each."""
+    return labelled_row([bicubic, enhanced], list(labels))
+
+
+def model_doc(enhancer: Enhancer, batch_size: int) -> dict[str, Any]:
+    """The record's description of the model (provenance, geometry, device)."""
+    return {
+        "model": enhancer.info,
+        "n_frames": enhancer.n_frames,
+        "scale": enhancer.scale,
+        "lr_size": enhancer.lr_size,
+        "hr_size": enhancer.hr_size,
+        "device": str(enhancer.device),
+        "batch_size": batch_size,
+    }
+
+
+def window_entry(window: WindowCrops, track: Track, files: dict[str, str]) -> dict[str, Any]:
+    """The record of one enhanced window: frames, times, crops, registration, output files."""
+    ref = window.frames[len(window.frames) // 2]
+    return {
+        "reference_frame": ref,
+        "time_s": ref / track.fps if track.fps else None,
+        "frames": list(window.frames),
+        "interpolated": [track.interpolated[i] for i in window.frames],
+        "crops": [[c.cx, c.cy, c.side] for c in window.crops],
+        "shifts_lr_px": window.shifts,
+        "residual_lr_px": window.residual,
+        "registered": window.applied,
+        **files,
+    }
 
 
 def write_face(

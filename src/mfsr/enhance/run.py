@@ -22,13 +22,21 @@ import cv2
 import numpy as np
 
 from mfsr import __version__
+from mfsr.data.fetch import file_digest
 from mfsr.data.images import read_rgb
 from mfsr.data.track import DEFAULT_ENLARGE
 from mfsr.data.video import UPSAMPLE_LEVELS, track_face
 from mfsr.enhance.geometry import check_face_size, frame_plan, round_multiple, select_windows
 from mfsr.enhance.memory import BatchCalls, fit_batch
 from mfsr.enhance.model import Enhancer, bicubic_reference
-from mfsr.enhance.outputs import check_out, prepare_out, write_face, write_json
+from mfsr.enhance.outputs import (
+    check_out,
+    model_doc,
+    prepare_out,
+    window_entry,
+    write_face,
+    write_json,
+)
 from mfsr.enhance.source import (
     MAX_SHIFT,
     REGISTER_MODES,
@@ -73,18 +81,6 @@ def _batches(items: Iterable[WindowCrops], size: int) -> Iterator[list[WindowCro
 
 def _labels(enhancer: Enhancer) -> tuple[str, str]:
     return f"bicubic x{enhancer.scale}", f"{enhancer.label} x{enhancer.scale}"
-
-
-def _model_doc(enhancer: Enhancer, batch_size: int) -> dict[str, Any]:
-    return {
-        "model": enhancer.info,
-        "n_frames": enhancer.n_frames,
-        "scale": enhancer.scale,
-        "lr_size": enhancer.lr_size,
-        "hr_size": enhancer.hr_size,
-        "device": str(enhancer.device),
-        "batch_size": batch_size,
-    }
 
 
 def _no_windows_error(video: Path, n_decoded: int, segments: list, n: int, d: float) -> MfsrError:
@@ -194,21 +190,8 @@ def enhance_video(
         t1 = time.perf_counter()
         bicubic = bicubic_reference(lr, enhancer.scale)
         for w, face, bic in zip(batch, faces, bicubic):
-            ref = w.frames[n // 2]
-            files = write_face(out, ref, face, bic, w.lr[n // 2], labels)
-            entries.append(
-                {
-                    "reference_frame": ref,
-                    "time_s": ref / fps if fps else None,
-                    "frames": list(w.frames),
-                    "interpolated": [track.interpolated[i] for i in w.frames],
-                    "crops": [[c.cx, c.cy, c.side] for c in w.crops],
-                    "shifts_lr_px": w.shifts,
-                    "residual_lr_px": w.residual,
-                    "registered": w.applied,
-                    **files,
-                }
-            )
+            files = write_face(out, w.frames[n // 2], face, bic, w.lr[n // 2], labels)
+            entries.append(window_entry(w, track, files))
         model_s += t1 - t0
         write_s += time.perf_counter() - t1
     total_s = time.perf_counter() - started
@@ -221,6 +204,7 @@ def enhance_video(
         "input": {
             "kind": "video",
             "path": str(video),
+            "sha256": file_digest(video, "sha256"),
             "fps": fps,
             "frames_decoded": track.n_frames,
             "declared_frames": track.declared_frames,
@@ -235,7 +219,7 @@ def enhance_video(
             "coordinates": "crops [cx, cy, side] in px of the processed (downscaled) frames",
         },
         "face_size": size.to_dict(),
-        **_model_doc(enhancer, calls.batch),
+        **model_doc(enhancer, calls.batch),
         "selection": {
             "mode": "at" if at else "all" if every_frame else "every",
             "every": None if (at or every_frame) else (every or n),
@@ -353,7 +337,7 @@ def enhance_frames(
     doc: dict[str, Any] = {
         "mfsr_version": __version__,
         "input": {"kind": "frames", "paths": [str(p) for p in files]},
-        **_model_doc(enhancer, 1),
+        **model_doc(enhancer, 1),
         "windows": [
             {
                 "reference_frame": ref,
