@@ -73,6 +73,8 @@ def test_the_installed_package_is_not_the_source_tree(installed, tmp_path):
     assert where.is_relative_to(Path(installed["PYTHONPATH"])), where
     assert (where.parent / "presets" / "train" / "quick.yaml").is_file()
     assert (where.parent / "shipped" / "quick-identity-x4.safetensors").is_file()
+    for page in ("index.html", "app.js", "style.css"):  # mfsr serve's page
+        assert (where.parent / "serve" / "static" / page).is_file()
 
 
 def test_train_and_study_from_an_empty_folder(installed, photos, tmp_path):
