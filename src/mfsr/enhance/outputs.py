@@ -20,11 +20,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from mfsr import __version__
 from mfsr.config import write_text_atomic
+from mfsr.data.fetch import file_digest
 from mfsr.data.images import write_png
 from mfsr.data.video import Track
+from mfsr.enhance.geometry import SizeCheck
 from mfsr.enhance.model import Enhancer
-from mfsr.enhance.source import WindowCrops
+from mfsr.enhance.source import MAX_SHIFT, WindowCrops
 from mfsr.errors import MfsrError
 
 JSON_NAME = "enhance.json"
@@ -166,3 +169,65 @@ def write_json(out: Path, doc: dict[str, Any]) -> Path:
     text = re.sub(r"\[[^\[\]{}]*\]", _one_line, text)
     write_text_atomic(path, text + "\n")  # last, whole or not at all: it marks a finished run
     return path
+
+
+def video_record(
+    video: Path,
+    track: Track,
+    reading: dict[str, Any],
+    size: SizeCheck,
+    model: dict[str, Any],
+    selection: dict[str, Any],
+    register: str,
+    entries: list[dict[str, Any]],
+    warnings: list[str],
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """The ``enhance.json`` document of a clip (docs/enhance.md). ``reading``: ``max_frames``,
+    ``downscale``, ``enlarge``; ``model``: :func:`model_doc`; ``entries``: :func:`window_entry`
+    per window; ``timings`` in seconds."""
+    before = np.concatenate([np.abs(e["shifts_lr_px"]).ravel() for e in entries])
+    after = [e["residual_lr_px"] for e in entries if e["residual_lr_px"] is not None]
+    after_all = np.concatenate([np.abs(a).ravel() for a in after]) if after else None
+    model_s, total_s = timings["model"], timings["total"]
+    return {
+        "mfsr_version": __version__,
+        "input": {
+            "kind": "video",
+            "path": str(video),
+            "sha256": file_digest(video, "sha256"),
+            "fps": track.fps,
+            "frames_decoded": track.n_frames,
+            "declared_frames": track.declared_frames,
+            "max_frames": reading["max_frames"],
+            "downscale": reading["downscale"],
+            "processed_frame_size": [track.width, track.height],
+        },
+        "tracking": {
+            "upsample": track.upsample,
+            "enlarge": reading["enlarge"],
+            "segments": [list(s) for s in track.segments],
+            "coordinates": "crops [cx, cy, side] in px of the processed (downscaled) frames",
+        },
+        "face_size": size.to_dict(),
+        **model,
+        "selection": selection,
+        "registration": {
+            "mode": register,
+            "method": "translation measured by phase correlation + Lucas-Kanade on the LR "
+            "crops; integer: crop moved by the whole LR px of the shift, full: by all of it, "
+            "none: measured only (frames re-rendered from the clip)",
+            "max_shift_lr_px": MAX_SHIFT,
+            "median_abs_shift_lr_px": float(np.median(before)),
+            "max_abs_shift_lr_px": float(before.max()),
+            "median_abs_residual_lr_px": None if after_all is None else float(np.median(after_all)),
+            "max_abs_residual_lr_px": None if after_all is None else float(after_all.max()),
+        },
+        "windows": entries,
+        "warnings": warnings,
+        "timings_s": timings,
+        "faces_per_s": {
+            "model": len(entries) / model_s if model_s > 0 else None,
+            "end_to_end": len(entries) / total_s,
+        },
+    }

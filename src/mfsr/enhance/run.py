@@ -22,23 +22,28 @@ import cv2
 import numpy as np
 
 from mfsr import __version__
-from mfsr.data.fetch import file_digest
 from mfsr.data.images import read_rgb
 from mfsr.data.track import DEFAULT_ENLARGE
-from mfsr.data.video import UPSAMPLE_LEVELS, track_face
-from mfsr.enhance.geometry import check_face_size, frame_plan, round_multiple, select_windows
+from mfsr.data.video import UPSAMPLE_LEVELS, Track, track_face
+from mfsr.enhance.geometry import (
+    SizeCheck,
+    check_face_size,
+    frame_plan,
+    round_multiple,
+    select_windows,
+)
 from mfsr.enhance.memory import BatchCalls, fit_batch
 from mfsr.enhance.model import Enhancer, bicubic_reference
 from mfsr.enhance.outputs import (
     check_out,
     model_doc,
     prepare_out,
+    video_record,
     window_entry,
     write_face,
     write_json,
 )
 from mfsr.enhance.source import (
-    MAX_SHIFT,
     REGISTER_MODES,
     WindowCrops,
     iter_windows,
@@ -130,6 +135,68 @@ def enhance_video(
     """
     video, out = Path(video), Path(out)
     log = _Log(warn)
+    batch_size = _checked_options(enhancer, batch_size, register, max_frames)
+    check_out(out, overwrite)  # refuse early, before the slow tracking
+    batch_size = fit_batch(enhancer, batch_size, log)  # also before tracking
+    started = time.perf_counter()
+    track = track_face(
+        video,
+        downscale=downscale,
+        upsample=upsample,
+        enlarge=enlarge,
+        max_frames=max_frames,
+        progress=None if progress is None else lambda d, t: progress("track", d, t),
+    )
+    track_s = time.perf_counter() - started
+    if track.n_frames < track.declared_frames:
+        log(f"{video}: decoded {track.n_frames} of {track.declared_frames} frames (truncated?)")
+    selection = {"every": every, "at": at, "every_frame": every_frame}
+    windows, size = _windows_that_fit(video, track, enhancer, selection, enlarge, downscale, log)
+    prepare_out(out, overwrite)
+
+    calls = BatchCalls(enhancer, batch_size, log)
+    stream = iter_windows(
+        video,
+        track,
+        windows,
+        enhancer.lr_size,
+        downscale=downscale,
+        register=register,
+        progress=None if progress is None else lambda d, t: progress("enhance", d, t),
+    )
+    entries, model_s, write_s = _enhance_windows(stream, track, calls, enhancer, out)
+    total_s = time.perf_counter() - started
+    timings = {
+        "track": track_s,
+        "crop_register": total_s - track_s - model_s - write_s,
+        "model": model_s,
+        "write": write_s,
+        "total": total_s,
+    }
+    doc = video_record(
+        video,
+        track,
+        {"max_frames": max_frames, "downscale": downscale, "enlarge": enlarge},
+        size,
+        model_doc(enhancer, calls.batch),
+        {
+            "mode": "at" if at else "all" if every_frame else "every",
+            "every": None if (at or every_frame) else (every or enhancer.n_frames),
+            "at_s": at or None,
+        },
+        register,
+        entries,
+        log.messages,
+        timings,
+    )
+    write_json(out, doc)
+    return doc
+
+
+def _checked_options(
+    enhancer: Enhancer, batch_size: int | None, register: str, max_frames: int | None
+) -> int:
+    """The batch size (default :data:`DEFAULT_BATCH` for the device), options checked."""
     if batch_size is None:
         batch_size = DEFAULT_BATCH["cuda" if enhancer.device.type == "cuda" else "cpu"]
     if batch_size < 1:
@@ -138,25 +205,22 @@ def enhance_video(
         raise MfsrError(f"--register must be one of {', '.join(REGISTER_MODES)}, got {register!r}")
     if max_frames is not None and max_frames < 1:
         raise MfsrError(f"--max-frames must be >= 1, got {max_frames}")
-    check_out(out, overwrite)  # refuse early, before the slow tracking
-    batch_size = fit_batch(enhancer, batch_size, log)  # also before tracking
+    return batch_size
+
+
+def _windows_that_fit(
+    video: Path,
+    track: Track,
+    enhancer: Enhancer,
+    selection: dict[str, Any],
+    enlarge: float,
+    downscale: float,
+    log: _Log,
+) -> tuple[list[range], SizeCheck]:
+    """The windows to enhance (:func:`select_windows`) and the face-size verdict; raises
+    :class:`MfsrError` when there is none, or the face is too small or too large."""
     n = enhancer.n_frames
-    started = time.perf_counter()
-    track_progress = None if progress is None else lambda d, t: progress("track", d, t)
-    track = track_face(
-        video,
-        downscale=downscale,
-        upsample=upsample,
-        enlarge=enlarge,
-        max_frames=max_frames,
-        progress=track_progress,
-    )
-    track_s = time.perf_counter() - started
-    if track.n_frames < track.declared_frames:
-        log(f"{video}: decoded {track.n_frames} of {track.declared_frames} frames (truncated?)")
-    windows, notes = select_windows(
-        track.segments, n, track.n_frames, track.fps, every=every, at=at, every_frame=every_frame
-    )
+    windows, notes = select_windows(track.segments, n, track.n_frames, track.fps, **selection)
     for note in notes:
         log(note)
     if not windows:
@@ -168,22 +232,17 @@ def enhance_video(
         raise MfsrError(f"{video}: {size.message}")
     if size.message:
         log(size.message)
-    prepare_out(out, overwrite)
+    return windows, size
 
-    labels, fps = _labels(enhancer), track.fps
+
+def _enhance_windows(
+    stream: Iterable[WindowCrops], track: Track, calls: BatchCalls, enhancer: Enhancer, out: Path
+) -> tuple[list[dict[str, Any]], float, float]:
+    """Enhance and write every window of ``stream``: (window records, model s, writing s)."""
+    n, labels = enhancer.n_frames, _labels(enhancer)
     entries: list[dict[str, Any]] = []
     model_s = write_s = 0.0
-    stream = iter_windows(
-        video,
-        track,
-        windows,
-        enhancer.lr_size,
-        downscale=downscale,
-        register=register,
-        progress=None if progress is None else lambda d, t: progress("enhance", d, t),
-    )
-    calls = BatchCalls(enhancer, batch_size, log)
-    for batch in _batches(stream, batch_size):
+    for batch in _batches(stream, calls.batch):
         lr = np.stack([w.lr for w in batch])
         t0 = time.perf_counter()
         faces = calls(lr)
@@ -194,64 +253,7 @@ def enhance_video(
             entries.append(window_entry(w, track, files))
         model_s += t1 - t0
         write_s += time.perf_counter() - t1
-    total_s = time.perf_counter() - started
-    crop_s = total_s - track_s - model_s - write_s
-    before = np.concatenate([np.abs(e["shifts_lr_px"]).ravel() for e in entries])
-    after = [e["residual_lr_px"] for e in entries if e["residual_lr_px"] is not None]
-    after_all = np.concatenate([np.abs(a).ravel() for a in after]) if after else None
-    doc: dict[str, Any] = {
-        "mfsr_version": __version__,
-        "input": {
-            "kind": "video",
-            "path": str(video),
-            "sha256": file_digest(video, "sha256"),
-            "fps": fps,
-            "frames_decoded": track.n_frames,
-            "declared_frames": track.declared_frames,
-            "max_frames": max_frames,
-            "downscale": downscale,
-            "processed_frame_size": [track.width, track.height],
-        },
-        "tracking": {
-            "upsample": track.upsample,
-            "enlarge": enlarge,
-            "segments": [list(s) for s in track.segments],
-            "coordinates": "crops [cx, cy, side] in px of the processed (downscaled) frames",
-        },
-        "face_size": size.to_dict(),
-        **model_doc(enhancer, calls.batch),
-        "selection": {
-            "mode": "at" if at else "all" if every_frame else "every",
-            "every": None if (at or every_frame) else (every or n),
-            "at_s": at or None,
-        },
-        "registration": {
-            "mode": register,
-            "method": "translation measured by phase correlation + Lucas-Kanade on the LR "
-            "crops; integer: crop moved by the whole LR px of the shift, full: by all of it, "
-            "none: measured only (frames re-rendered from the clip)",
-            "max_shift_lr_px": MAX_SHIFT,
-            "median_abs_shift_lr_px": float(np.median(before)),
-            "max_abs_shift_lr_px": float(before.max()),
-            "median_abs_residual_lr_px": None if after_all is None else float(np.median(after_all)),
-            "max_abs_residual_lr_px": None if after_all is None else float(after_all.max()),
-        },
-        "windows": entries,
-        "warnings": log.messages,
-        "timings_s": {
-            "track": track_s,
-            "crop_register": crop_s,
-            "model": model_s,
-            "write": write_s,
-            "total": total_s,
-        },
-        "faces_per_s": {
-            "model": len(entries) / model_s if model_s > 0 else None,
-            "end_to_end": len(entries) / total_s,
-        },
-    }
-    write_json(out, doc)
-    return doc
+    return entries, model_s, write_s
 
 
 def _square(image: np.ndarray) -> np.ndarray:
