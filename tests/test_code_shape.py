@@ -24,7 +24,6 @@ OVER_TODAY = {
     "mfsr/enhance/model.py:load_enhancer": 77,
     "mfsr/enhance/run.py:enhance_video": 86,
     "mfsr/evaluate/report.py:conventions": 72,
-    "mfsr/evaluate/run.py:_evaluate": 100,
     "mfsr/study/results.py:results_document": 72,
     "mfsr/train/loop.py:_train": 202,
     "mfsr/data/build.py": 443,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -206,6 +206,59 @@ def _check_out(opts: EvalOptions) -> None:
         )
 
 
+class _Pass:
+    """One pass over the test set: outputs made in batches of one frame shape, scored as they
+    come; samples that cannot be scored are added to ``exclusions``."""
+
+    def __init__(self, opts: EvalOptions, scorer: _Scorer, lpips_metric, exclusions: list):
+        self.opts, self.scorer, self.lpips, self.exclusions = opts, scorer, lpips_metric, exclusions
+        self.maker, self.method = _output_maker(opts, None)
+
+    def run(self, samples: Iterable, total: int, progress: Progress | None) -> None:
+        done = len(self.exclusions)
+        if progress:
+            progress(done, total)
+        batch: list[Sample] = []
+        for item in samples:
+            if isinstance(item, Exclusion):
+                self.exclusions.append(item)
+                done += 1
+                continue
+            if self.maker is None:
+                self.maker, self.method = _output_maker(self.opts, item)
+            full = len(batch) >= self.opts.batch_size
+            if batch and (item.frames.shape != batch[0].frames.shape or full):
+                done += self._score(batch)
+                batch = []
+                if progress:
+                    progress(done, total)
+            batch.append(item)
+        if batch:
+            done += self._score(batch)
+            if progress:
+                progress(done, total)
+
+    def _score(self, batch: list[Sample]) -> int:
+        """Make ``batch``'s outputs and submit them; returns how many samples it settled."""
+        if isinstance(self.maker, FolderOutputs):
+            pairs: list[tuple[Sample, np.ndarray]] = []
+            for s in batch:
+                got = self.maker.get(s)
+                if isinstance(got, Exclusion):
+                    self.exclusions.append(got)
+                else:
+                    pairs.append((s, got))
+        else:
+            pairs = list(zip(batch, self.maker(batch)))
+        if pairs:
+            srs = np.stack([p[1] for p in pairs])
+            hrs = np.stack([p[0].hr for p in pairs])
+            lps = self.lpips(srs, hrs) if self.lpips else [None] * len(pairs)
+            for (s, sr), lp in zip(pairs, lps):
+                self.scorer.submit(s.id, sr, s.hr, lp)
+        return len(batch)
+
+
 def _evaluate(opts: EvalOptions, progress: Progress | None) -> EvalResult:
     import torch
 
@@ -219,54 +272,11 @@ def _evaluate(opts: EvalOptions, progress: Progress | None) -> EvalResult:
         from mfsr.metrics.perceptual import LPIPSMetric
 
         lpips_metric = LPIPSMetric(opts.lpips_net, opts.device, opts.random_trunk)
-    maker, method = _output_maker(opts, None)
-    total, done = claimed, len(exclusions)
     pool = _make_pool(opts.workers)
     try:
         scorer = _Scorer(opts, pool)
-        batch: list[Sample] = []
-
-        def flush() -> None:
-            nonlocal done
-            if not batch:
-                return
-            if isinstance(maker, FolderOutputs):
-                pairs: list[tuple[Sample, np.ndarray]] = []
-                for s in batch:
-                    got = maker.get(s)
-                    if isinstance(got, Exclusion):
-                        exclusions.append(got)
-                        done += 1
-                    else:
-                        pairs.append((s, got))
-            else:
-                pairs = list(zip(batch, maker(batch)))
-            if pairs:
-                srs = np.stack([p[1] for p in pairs])
-                hrs = np.stack([p[0].hr for p in pairs])
-                lps = lpips_metric(srs, hrs) if lpips_metric else [None] * len(pairs)
-                for (s, sr), lp in zip(pairs, lps):
-                    scorer.submit(s.id, sr, s.hr, lp)
-                done += len(pairs)
-            batch.clear()
-            if progress:
-                progress(done, total)
-
-        if progress:
-            progress(done, total)
-        for item in read_samples(dataset, indices):
-            if isinstance(item, Exclusion):
-                exclusions.append(item)
-                done += 1
-                continue
-            if maker is None:
-                maker, method = _output_maker(opts, item)
-            if batch and (
-                item.frames.shape != batch[0].frames.shape or len(batch) >= opts.batch_size
-            ):
-                flush()
-            batch.append(item)
-        flush()
+        scoring = _Pass(opts, scorer, lpips_metric, exclusions)
+        scoring.run(read_samples(dataset, indices), claimed, progress)
         scorer.finish()
     except BrokenProcessPool:
         raise MfsrError(
@@ -276,13 +286,13 @@ def _evaluate(opts: EvalOptions, progress: Progress | None) -> EvalResult:
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-    if isinstance(maker, FolderOutputs):
-        method["unmatched_files"] = maker.unmatched()
+    method = scoring.method
+    if isinstance(scoring.maker, FolderOutputs):
+        method["unmatched_files"] = scoring.maker.unmatched()
     rows = scorer.rows  # in the test set's order (results are collected first in, first out)
     if not rows:
         reasons = ", ".join(sorted({e.reason for e in exclusions})) or "no samples"
         raise MfsrError(f"nothing to evaluate: all {claimed} sample(s) were excluded ({reasons})")
-    seconds = time.perf_counter() - start
     run = {
         "data": {"path": str(opts.data), "folder": str(dataset.root), "split": opts.split},
         "limit": opts.limit,
@@ -297,7 +307,7 @@ def _evaluate(opts: EvalOptions, progress: Progress | None) -> EvalResult:
             "computed": scorer.hr_computed,
         },
         "timing": {
-            "seconds": seconds,
+            "seconds": time.perf_counter() - start,
             "workers": opts.workers,
             "torch_threads": torch.get_num_threads(),
             "device": opts.device,
