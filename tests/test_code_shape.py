@@ -25,10 +25,8 @@ OVER_TODAY = {
     "mfsr/enhance/run.py:enhance_video": 86,
     "mfsr/evaluate/report.py:conventions": 72,
     "mfsr/study/results.py:results_document": 72,
-    "mfsr/train/loop.py:_train": 202,
     "mfsr/data/build.py": 443,
     "mfsr/data/video.py": 471,
-    "mfsr/train/loop.py": 428,
 }
 
 

@@ -116,7 +116,7 @@ def bare_step(
 
     from mfsr.losses import build_loss
     from mfsr.models import build_model
-    from mfsr.train.loop import build_optimizer
+    from mfsr.train.setup import build_optimizer
 
     cuda = device.type == "cuda"
     torch.manual_seed(cfg.seed)
@@ -232,14 +232,14 @@ def batch_ms(cfg: TrainConfig, dataset: Any, batches: int) -> float:
 def validation(
     cfg: TrainConfig, device: torch.device, faces: int, batch: int, passes: int
 ) -> dict[str, Any]:
-    """Time of the loop's validation pass (:func:`mfsr.train.loop.validate`: the model in eval
+    """Time of the loop's validation pass (:func:`mfsr.train.validation.validate`: the model in eval
     mode, the config's loss, PSNR and SSIM) per val face, over the first ``faces`` val samples
     kept in memory as the loop keeps them, ``batch`` per call; projected over the config's
     val set (``data.val_limit``) and epochs."""
     from mfsr.losses import build_loss
     from mfsr.models import build_model
     from mfsr.train.data import ValBatches, val_dataset
-    from mfsr.train.loop import validate
+    from mfsr.train.validation import validate
 
     subset = val_dataset(cfg)
     val_faces = len(subset)

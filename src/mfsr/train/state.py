@@ -8,12 +8,14 @@ hyper-parameters, Python and NumPy RNG states, the GradScaler state, the best va
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mfsr.train.checkpoint import split_prefix
+from mfsr.config import to_dict
+from mfsr.train.checkpoint import save_checkpoint, split_prefix
 
 
 def pack_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -107,3 +109,31 @@ def restore_training_state(
     if scaler is not None and doc.get("scaler"):
         scaler.load_state_dict(doc["scaler"])
     return doc["counters"]
+
+
+class Checkpointer:
+    """Writes a run's checkpoints: ``last`` with the whole training state (to resume), ``best``
+    with the model only; both carry the model and training configs and the trunks used."""
+
+    def __init__(self, run_dir: Path, cfg: Any, trunks: list[dict], model, optimizer, scaler):
+        self.folder = run_dir / "checkpoints"
+        self.cfg, self.trunks = cfg, trunks
+        self.model, self.optimizer, self.scaler = model, optimizer, scaler
+
+    def save(self, name: str, counters: dict[str, Any], full: bool) -> None:
+        """Write ``<name>.safetensors`` (atomically) with ``counters``."""
+        meta_doc = {
+            "model_config": to_dict(self.cfg.model),
+            "train_config": to_dict(self.cfg),
+            "trunks": self.trunks,
+            "random_trunk": self.cfg.random_trunk,
+        }
+        if full:
+            tensors, doc = pack_training_state(
+                self.model, self.optimizer, self.scaler, dict(counters)
+            )
+            meta_doc.update(doc)
+        else:
+            tensors = {f"model/{k}": v for k, v in self.model.state_dict().items()}
+            meta_doc["counters"] = dict(counters)
+        save_checkpoint(self.folder / f"{name}.safetensors", tensors, meta_doc)
