@@ -21,7 +21,6 @@ OVER_TODAY = {
     "mfsr/cli/enhance.py:enhance": 77,
     "mfsr/config.py:_convert": 67,
     "mfsr/data/video.py:build_from_video": 119,
-    "mfsr/enhance/model.py:load_enhancer": 77,
     "mfsr/enhance/run.py:enhance_video": 86,
     "mfsr/evaluate/report.py:conventions": 72,
     "mfsr/study/results.py:results_document": 72,

@@ -163,8 +163,7 @@ def load_enhancer(
     output with the mirrored output of the mirrored input (self-ensemble; 2x model time).
     Raises :class:`MfsrError`.
     """
-    from mfsr.models import SCALES, ModelConfig, build_model
-    from mfsr.train.checkpoint import load_model, resolve_checkpoint
+    from mfsr.models import SCALES
 
     if (model is None) == (baseline is None):
         raise MfsrError(
@@ -176,35 +175,11 @@ def load_enhancer(
     if n_frames is not None and not 1 <= n_frames <= 16:
         raise MfsrError(f"--n-frames must be in 1..16, got {n_frames}")
     dev = pick_device(device)
-    trained: int | None = None
     if baseline is not None:
-        if baseline not in BASELINES:
-            raise MfsrError(f"--baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
-        cfg = ModelConfig(
-            name=baseline, n_frames=n_frames or BASELINE_FRAMES, scale=scale or BASELINE_SCALE
-        )
-        net, label, multiple = build_model(cfg).eval().to(dev), baseline, 1
-        info: dict[str, Any] = {"kind": "baseline", "baseline": baseline}
+        net, cfg, label, multiple, info = _baseline(baseline, n_frames, scale, dev)
+        trained = None
     else:
-        net, cfg, meta = load_model(model, device=dev)
-        file = resolve_checkpoint(model)
-        if scale is not None and scale != cfg.scale:
-            raise MfsrError(
-                f"checkpoint {file} was trained at x{cfg.scale}, not --scale {scale}: leave "
-                f"--scale out to use x{cfg.scale}, or give a checkpoint trained at x{scale}"
-            )
-        if n_frames is not None and n_frames != cfg.n_frames:
-            raise MfsrError(
-                f"checkpoint {file} takes {cfg.n_frames} frames per window, not --n-frames "
-                f"{n_frames}: leave --n-frames out to use {cfg.n_frames}, or give a checkpoint "
-                f"trained on {n_frames} frames"
-            )
-        trained = trained_lr_size(meta)
-        multiple = 2 ** (cfg.depth - 1) if cfg.name == "unet_geu" else 1
-        label = str(meta.get("train_config", {}).get("name") or Path(file).stem)
-        info = _checkpoint_info(str(model), file, meta)
-        if meta.get("random_trunk"):
-            _say(warn, f"checkpoint {file} was trained with a RANDOM perceptual trunk")
+        net, cfg, label, multiple, info, trained = _checkpoint(model, n_frames, scale, dev, warn)
     size = lr_size if lr_size is not None else (trained or DEFAULT_LR_SIZE)
     check_lr_size(size, multiple)
     if trained is not None and size != trained:
@@ -220,6 +195,53 @@ def load_enhancer(
         flip_ensemble=flip_ensemble,
     )
     return Enhancer(net, label, cfg.n_frames, cfg.scale, size, multiple, dev, info, flip_ensemble)
+
+
+def _baseline(name: str, n_frames: int | None, scale: int | None, dev: torch.device):
+    """(net, config, label, LR-side multiple, provenance) of baseline ``name``."""
+    from mfsr.models import ModelConfig, build_model
+
+    if name not in BASELINES:
+        raise MfsrError(f"--baseline must be one of {', '.join(BASELINES)}, got {name!r}")
+    cfg = ModelConfig(
+        name=name, n_frames=n_frames or BASELINE_FRAMES, scale=scale or BASELINE_SCALE
+    )
+    info: dict[str, Any] = {"kind": "baseline", "baseline": name}
+    return build_model(cfg).eval().to(dev), cfg, name, 1, info
+
+
+def _checkpoint(
+    model: str | Path, n_frames: int | None, scale: int | None, dev: torch.device, warn
+):
+    """(net, config, label, LR-side multiple, provenance, trained LR size) of a checkpoint;
+    ``n_frames`` / ``scale`` given must match it."""
+    from mfsr.train.checkpoint import load_model, resolve_checkpoint
+
+    net, cfg, meta = load_model(model, device=dev)
+    file = resolve_checkpoint(model)
+    if scale is not None and scale != cfg.scale:
+        raise MfsrError(
+            f"checkpoint {file} was trained at x{cfg.scale}, not --scale {scale}: leave "
+            f"--scale out to use x{cfg.scale}, or give a checkpoint trained at x{scale}"
+        )
+    if n_frames is not None and n_frames != cfg.n_frames:
+        raise MfsrError(
+            f"checkpoint {file} takes {cfg.n_frames} frames per window, not --n-frames "
+            f"{n_frames}: leave --n-frames out to use {cfg.n_frames}, or give a checkpoint "
+            f"trained on {n_frames} frames"
+        )
+    multiple = 2 ** (cfg.depth - 1) if cfg.name == "unet_geu" else 1
+    label = str(meta.get("train_config", {}).get("name") or Path(file).stem)
+    if meta.get("random_trunk"):
+        _say(warn, f"checkpoint {file} was trained with a RANDOM perceptual trunk")
+    return (
+        net,
+        cfg,
+        label,
+        multiple,
+        _checkpoint_info(str(model), file, meta),
+        trained_lr_size(meta),
+    )
 
 
 def _say(warn: Warn | None, message: str) -> None:
