@@ -18,8 +18,8 @@ from PIL import Image, ImageDraw
 
 from mfsr.data.dataset import SequenceDataset
 from mfsr.data.degrade import Crop, load_degradation, synthesize_sequence
+from mfsr.data.from_video import build_from_video
 from mfsr.data.images import read_rgb
-from mfsr.data.video import build_from_video
 
 CELL = 128
 LABEL = 150

@@ -268,7 +268,7 @@ def degradation_check(
     from mfsr.data.dataset import SequenceDataset
     from mfsr.data.degrade import load_degradation
     from mfsr.data.folders import FolderLayout
-    from mfsr.data.video import build_from_video
+    from mfsr.data.from_video import build_from_video
     from mfsr.enhance.model import to_uint8
 
     e = enhancers[0]

@@ -20,12 +20,11 @@ OVER_TODAY = {
     "mfsr/bench/training.py:bare_step": 65,
     "mfsr/cli/enhance.py:enhance": 77,
     "mfsr/config.py:_convert": 67,
-    "mfsr/data/video.py:build_from_video": 119,
+    "mfsr/data/from_video.py:build_from_video": 76,
     "mfsr/enhance/run.py:enhance_video": 86,
     "mfsr/evaluate/report.py:conventions": 72,
     "mfsr/study/results.py:results_document": 72,
     "mfsr/data/build.py": 443,
-    "mfsr/data/video.py": 471,
 }
 
 

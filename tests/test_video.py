@@ -11,15 +11,11 @@ import numpy as np
 import pytest
 
 from mfsr.data.degrade import Crop, load_degradation
+from mfsr.data.from_video import build_from_video
 from mfsr.data.images import read_rgb
 from mfsr.data.report import BuildReport
 from mfsr.data.track import link_detections, plan_windows, render_crop, segment_track, smooth_crops
-from mfsr.data.video import (
-    UndecodableVideo,
-    build_from_video,
-    iter_frames,
-    track_face,
-)
+from mfsr.data.video import UndecodableVideo, iter_frames, track_face
 from mfsr.errors import DataError, MfsrError
 from mfsr.faces import DEFAULT_MIN_SCORE, Face, detect_faces
 

@@ -127,9 +127,9 @@ def from_video(
     """Track the face in real video and write sequences of N consecutive frames."""
     from mfsr.cli.console import console, print_report, progress_bars
     from mfsr.data.degrade import load_degradation
+    from mfsr.data.from_video import build_from_video
     from mfsr.data.report import BuildReport
     from mfsr.data.sample import safe_id
-    from mfsr.data.video import build_from_video
     from mfsr.errors import MfsrError
 
     stems: dict[str, Path] = {}

@@ -7,9 +7,9 @@ Two passes over the video keep memory bounded by one window of crops, whatever t
    ``max_gap`` frames by linear interpolation and split the track at longer gaps into segments.
    Smooth box centre and size inside each segment with a centred moving average and derive a
    square crop per frame (side = ``enlarge`` x box size).
-2. *Write* (:func:`build_from_video`): decode again and render each needed frame's crop
-   (:func:`mfsr.data.degrade.render_view`); every window of ``n_frames`` consecutive tracked
-   frames becomes one sample folder (:mod:`mfsr.data.sample`).
+2. *Write* (:func:`mfsr.data.from_video.build_from_video`): decode again and render each
+   needed frame's crop (:func:`mfsr.data.degrade.render_view`); every window of ``n_frames``
+   consecutive tracked frames becomes one sample folder (:mod:`mfsr.data.sample`).
 
 Crop parts outside the frame are black by default, as in LFW's deep-funneled images (84% of
 300 sampled LFW images have a black corner). LFW-like framing needs about 2.4x the face box,
@@ -26,41 +26,26 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
-from mfsr import __version__
-from mfsr.config import to_dict
 from mfsr.data.degrade import (
-    BORDERS,
     Crop,
-    DegradationConfig,
-    degrade_views,
-    load_degradation,
-    sample_params,
 )
-from mfsr.data.report import BuildReport
-from mfsr.data.sample import safe_id, write_sample
 from mfsr.data.track import (
     DEFAULT_ENLARGE,
     DEFAULT_MAX_GAP,
     DEFAULT_SMOOTH,
     link_detections,
-    plan_windows,
-    render_crop,
     segment_track,
     smooth_crops,
 )
-from mfsr.data.video_folder import check_ids_free, check_settings
 from mfsr.errors import DataError, MfsrError
 from mfsr.faces import DEFAULT_KEEP_SCORE, DEFAULT_MIN_SCORE, Face, detect_faces
-from mfsr.locks import locked
 
 DETECT_MAX_SIDE = 960  # larger frames are shrunk for detection only (speed); boxes scaled back
 MODES = ("eval", "lr-only")
@@ -276,196 +261,3 @@ def track_face(
         crops,
         segments,
     )
-
-
-def _check_args(
-    mode: str,
-    n_frames: int,
-    scale: int,
-    hr_size: int,
-    stride: int,
-    enlarge: float,
-    max_frames: int | None,
-    split: str,
-    border: str,
-    seed: int,
-) -> None:
-    if seed < 0:
-        raise MfsrError(f"seed must be >= 0, got {seed}")
-    if mode not in MODES:
-        raise MfsrError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if border not in BORDERS:
-        raise MfsrError(f"border must be one of {', '.join(BORDERS)}, got {border!r}")
-    if n_frames < 1:
-        raise MfsrError(f"n_frames must be >= 1, got {n_frames}")
-    if scale < 1 or hr_size < scale or hr_size % scale:
-        raise MfsrError(f"hr_size {hr_size} must be a positive multiple of the scale {scale}")
-    if stride < 1:
-        raise MfsrError(f"stride must be >= 1, got {stride}")
-    if not (enlarge > 0 and math.isfinite(enlarge)):
-        raise MfsrError(f"enlarge must be a positive number, got {enlarge}")
-    if max_frames is not None and max_frames < 1:
-        raise MfsrError(f"max_frames must be >= 1, got {max_frames}")
-    if not split or safe_id(split) != split:
-        raise MfsrError(f"split name {split!r} must be a plain folder name (letters, digits, ._-)")
-
-
-def _source_meta(track: Track, window: range) -> dict[str, Any]:
-    crops = [track.crops[j] for j in window]
-    return {
-        "kind": "video",
-        "path": str(track.video),
-        "frame_indices": list(window),
-        "fps": track.fps,
-        "frame_size": [track.width, track.height],
-        "boxes": [[round(c.cx, 3), round(c.cy, 3), round(c.side, 3)] for c in crops if c],
-        "interpolated": [track.interpolated[j] for j in window],
-    }
-
-
-def _write_window(
-    split_dir: Path,
-    sample_id: str,
-    views: list[np.ndarray],
-    seed: int,
-    cfg: DegradationConfig | None,
-    meta: dict[str, Any],
-) -> None:
-    """eval (``cfg`` given): HR = centre view, LR = views degraded without synthetic motion;
-    lr-only: the views are the LR frames."""
-    hr, frames = None, views
-    sample_seed = zlib.crc32(sample_id.encode("utf-8"))
-    meta["seed"] = {"base": seed, "sample": sample_seed}
-    if cfg is not None:
-        rng = np.random.default_rng([seed, sample_seed])
-        params = sample_params(cfg, len(views), rng, motion=False)
-        frames = degrade_views(views, meta["scale"], params, rng)
-        hr = views[params.reference_index]
-        meta["degradation"] = {
-            "preset": cfg.name,
-            "config": to_dict(cfg),
-            "drawn": params.to_dict(),
-        }
-    write_sample(split_dir, sample_id, frames, hr, meta)
-
-
-@locked("dataset", "out")
-def build_from_video(
-    video: str | os.PathLike,
-    out: str | os.PathLike,
-    *,
-    mode: str = "eval",
-    n_frames: int = 7,
-    scale: int = 8,
-    hr_size: int = 256,
-    stride: int | None = None,
-    degradation: DegradationConfig | None = None,
-    seed: int = 0,
-    split: str = "test",
-    identity: str | None = None,
-    enlarge: float = DEFAULT_ENLARGE,
-    border: str = "black",
-    upsample: int | None = None,
-    max_frames: int | None = None,
-    resume: bool = False,
-    report: BuildReport | None = None,
-    progress: Progress | None = None,
-) -> BuildReport:
-    """Write every ``n_frames`` window of ``video``'s tracked face to ``out/split/<id>/``.
-
-    Sample ids are ``<clip name>_f<first frame index, 6 digits>``. ``stride``: frames between
-    window starts (default ``n_frames``: no overlap). ``degradation`` (eval mode; default preset
-    ``default``) is drawn from ``numpy.random.default_rng([seed, crc32(sample_id)])``, so a
-    sample is byte-identical for the same seed whatever else is built. ``border``: ``black`` or
-    ``mirror`` for crop parts outside the frame. ``max_frames``: read at most this many frames.
-    A video that cannot be decoded, shows no face or no ``n_frames`` consecutive frames with it
-    is recorded in ``report.skipped`` and nothing is written; a missing file or bad arguments
-    raise :class:`MfsrError`. ``resume``: keep (count as ``kept``) sample folders that already
-    exist instead of rewriting them; the caller checks they were built with the same settings.
-    ``progress(done, total)`` counts frames over both passes.
-    """
-    video = Path(video)
-    stride = n_frames if stride is None else stride
-    _check_args(mode, n_frames, scale, hr_size, stride, enlarge, max_frames, split, border, seed)
-    report = BuildReport() if report is None else report
-    cfg = (degradation or load_degradation("default")) if mode == "eval" else None
-    track_progress = None if progress is None else lambda d, t: progress(d, 2 * t)
-    try:
-        track = track_face(
-            video,
-            upsample=upsample,
-            enlarge=enlarge,
-            max_frames=max_frames,
-            progress=track_progress,
-        )
-    except UndecodableVideo as exc:
-        report.skip(str(video), exc.reason)
-        return report
-    if track.n_frames < track.declared_frames:
-        report.notes.append(
-            f"{video}: decoded {track.n_frames} of {track.declared_frames} frames (truncated?)"
-        )
-    windows = plan_windows(track.segments, n_frames, stride)
-    if not windows:
-        longest = max((b - a for a, b in track.segments), default=0)
-        reason = (
-            f"no face found (in {track.n_frames} frames; dlib HOG score >= "
-            f"{DEFAULT_MIN_SCORE}, upsample {track.upsample})"
-            if not longest
-            else f"too few consecutive frames with the face (longest run {longest}, "
-            f"{n_frames} needed)"
-        )
-        report.skip(str(video), reason)
-        return report
-    size = hr_size if mode == "eval" else hr_size // scale
-    stem, ref = safe_id(video.stem), n_frames // 2
-    check_ids_free(Path(out) / split, stem, video)
-    check_settings(Path(out), {
-        "mode": mode, "n_frames": n_frames, "scale": scale, "hr_size": hr_size,
-        "stride": stride, "degradation": None if cfg is None else to_dict(cfg), "seed": seed,
-        "enlarge": enlarge, "border": border, "upsample": upsample,
-    })  # fmt: skip
-    base_meta = {
-        "identity": identity if identity is not None else video.stem,
-        "split": split,
-        "scale": scale,
-        "reference_index": ref,
-        "mode": mode,
-        "mfsr_version": __version__,
-        "tracking": {
-            "enlarge": enlarge,
-            "border": border,
-            "upsample": track.upsample,
-            "min_score": DEFAULT_MIN_SCORE,
-            "keep_score": DEFAULT_KEEP_SCORE,
-            "max_gap": DEFAULT_MAX_GAP,
-            "smooth": DEFAULT_SMOOTH,
-        },
-    }
-    last = windows[-1][-1]
-    total = track.n_frames + last + 1
-    views: dict[int, np.ndarray] = {}  # rendered crops of the pending windows only
-    pending = iter(windows)
-    window: range | None = next(pending)
-    for i, frame in enumerate(iter_frames(video, last + 1)):
-        if progress is not None:
-            progress(track.n_frames + i + 1, total)
-        crop = track.crops[i]
-        if crop is None or window is None or i < window[0]:
-            continue
-        views[i] = render_crop(frame, crop, size, border)
-        while window is not None and window[-1] == i:
-            sample_id = f"{stem}_f{window[0]:06d}"
-            if resume and (Path(out) / split / sample_id).is_dir():
-                report.kept[split] += 1
-            else:
-                meta = {**base_meta, "source": _source_meta(track, window)}
-                views_w = [views[j] for j in window]
-                _write_window(Path(out) / split, sample_id, views_w, seed, cfg, meta)
-                report.written[split] += 1
-            window = next(pending, None)
-            keep_from = window[0] if window is not None else i + 1
-            views = {j: v for j, v in views.items() if j >= keep_from}
-    if window is not None:
-        raise DataError(f"{video}: the second decoding pass ended before frame {window[-1]}")
-    return report
