@@ -24,7 +24,6 @@ OVER_TODAY = {
     "mfsr/enhance/run.py:enhance_video": 86,
     "mfsr/evaluate/report.py:conventions": 72,
     "mfsr/study/results.py:results_document": 72,
-    "mfsr/data/build.py": 443,
 }
 
 
