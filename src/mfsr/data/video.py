@@ -1,4 +1,5 @@
-"""Real video -> sequence samples: decode, track the one face, crop it steadily, write windows.
+"""Real video: decode it and track the one face (the first pass of ``mfsr data from-video``
+and ``mfsr enhance``).
 
 Two passes over the video keep memory bounded by one window of crops, whatever the video length:
 

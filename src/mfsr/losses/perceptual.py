@@ -77,7 +77,7 @@ class FrozenNetLoss(nn.Module):
 
 
 class FeatureLoss(FrozenNetLoss):
-    """VGG19 feature reconstruction loss (Johnson et al. 2016; seed eq. 3).
+    """VGG19 feature reconstruction loss (Johnson et al. 2016; the paper's eq. 3).
 
     ``loss = mean((phi_j(pred) - phi_j(target))^2)`` where ``phi_j`` is torchvision's VGG19 up to
     layer ``layer`` (inclusive) applied to ImageNet mean/std normalised inputs; the mean over
@@ -167,7 +167,7 @@ def _load_lpips_trunk(net: nn.Module, state: dict[str, Tensor]) -> None:
 
 
 class LPIPSLoss(FrozenNetLoss):
-    """LPIPS (Zhang et al. 2018) through the reference ``lpips`` package (seed eq. 4).
+    """LPIPS (Zhang et al. 2018) through the reference ``lpips`` package (the paper's eq. 4).
 
     Inputs in [0, 1] are mapped to [-1, 1] as LPIPS expects. The linear calibration layers come
     from the ``lpips`` wheel; the trunk (AlexNet for ``net='alex'``, VGG16 for ``net='vgg'``) is

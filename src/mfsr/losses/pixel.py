@@ -1,4 +1,4 @@
-"""Pixel losses: MSE, L1 and Charbonnier (seed section 3.2, eqs. 1-2).
+"""Pixel losses: MSE, L1 and Charbonnier (the paper's section 3.2, eqs. 1-2).
 
 Each loss is a pure element-wise function plus a small module with ``loss_weight`` and
 ``reduction``, as in BasicSR. Inputs are ``pred`` and ``target`` float tensors of the same shape,
@@ -87,7 +87,7 @@ class _PixelLoss(nn.Module):
 
 
 class MSELoss(_PixelLoss):
-    """Mean squared error (seed eq. 1) between ``pred`` and ``target``."""
+    """Mean squared error (the paper's eq. 1) between ``pred`` and ``target``."""
 
     def elementwise(self, pred: Tensor, target: Tensor) -> Tensor:
         return mse(pred, target)
@@ -101,7 +101,7 @@ class L1Loss(_PixelLoss):
 
 
 class CharbonnierLoss(_PixelLoss):
-    """Charbonnier loss (seed eq. 2): mean of ``sqrt(d^2 + eps^2)``, ``eps`` default 1e-3."""
+    """Charbonnier loss (the paper's eq. 2): mean of ``sqrt(d^2 + eps^2)``, ``eps`` default 1e-3."""
 
     def __init__(
         self, eps: float = 1e-3, loss_weight: float = 1.0, reduction: Reduction = "mean"

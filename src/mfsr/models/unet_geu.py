@@ -1,6 +1,6 @@
 """U-Net+GEU: a U-Net at LR resolution with gated blocks at the bottleneck and sub-pixel upsampling.
 
-The seed paper (Mezina) uses "U-Net+GEU 3" from Rajnoha, Mezina & Burget (MLFDB, 2020) without
+The paper (Mezina) uses "U-Net+GEU 3" from Rajnoha, Mezina & Burget (MLFDB, 2020) without
 defining GEU; this module is mfsr's documented *interpretation* (``docs/model.md``):
 
 * **GEU** (gated embedding unit, after Miech et al. 2018, made convolutional and residual)::
