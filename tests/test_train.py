@@ -350,3 +350,18 @@ def test_every_shipped_preset_loads():
         load_train_config(study.train.config, list(study.train.overrides))
     x8 = load_train_config("quick-x8")
     assert (x8.model.scale, x8.data.build.hr_size, x8.model.n_frames) == (8, 256, 7)
+
+
+def test_the_loss_as_a_mapping_of_weights(tmp_path):
+    path = tmp_path / "mapped.yaml"
+    path.write_text("extends: smoke\nloss: {charbonnier: 1, identity: 0.02}\n")
+    assert load_train_config(str(path)).loss == "1.0 * charbonnier + 0.02 * identity"
+    for text, message in [
+        ("loss: {charbonnier: heavy}\n", r"mapped\.yaml: loss\.charbonnier: .* got 'heavy'"),
+        ("loss: {}\n", r"mapped\.yaml: loss: empty mapping"),
+        ("loss: {charbonnier: 1, nosuch: 1}\n", r"unknown loss 'nosuch'"),
+        ("loss: {charbonnier: -1}\n", r"loss\.charbonnier: the weight must be a positive"),
+    ]:
+        path.write_text("extends: smoke\n" + text)
+        with pytest.raises(MfsrError, match=message):
+            load_train_config(str(path))

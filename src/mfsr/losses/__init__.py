@@ -8,6 +8,9 @@ name or a weighted sum of names, e.g. ``"charbonnier + 0.1 * lpips"`` or ``"0.5*
     spec   := term ("+" term)*
     term   := [weight "*"] name          weight: a positive number (1, 0.1, 1e-3)
 
+In a YAML config the same sum may be a mapping of names to weights, ``loss: {charbonnier:
+1.0, identity: 0.02}`` (:func:`spec_from_mapping` turns it into the string form).
+
 Names are case-insensitive; every name may appear once. Per-term options are passed by name:
 ``build_loss("feature + lpips", feature={"layer": "relu3_4"}, lpips={"net": "vgg"})``.
 """
@@ -43,6 +46,7 @@ __all__ = [
     "l1",
     "mse",
     "parse_spec",
+    "spec_from_mapping",
 ]
 
 LOSSES: dict[str, type[nn.Module]] = {
@@ -135,6 +139,21 @@ def parse_spec(spec: str) -> list[tuple[float, str]]:
                 f"{tokens[i][1]!r} at character {tokens[i][2]} (weights go first: '0.1 * lpips')"
             )
         i += 1
+
+
+def spec_from_mapping(terms: dict[str, Any], where: str = "loss") -> str:
+    """``{"charbonnier": 1.0, "identity": 0.02}`` -> ``"1.0 * charbonnier + 0.02 * identity"``
+    (then checked by :func:`parse_spec`). Raises MfsrError naming ``where`` for an empty
+    mapping or a weight that is not a positive number."""
+    if not terms:
+        raise MfsrError(f"{where}: empty mapping; write e.g. {{charbonnier: 1.0}}")
+    parts = []
+    for name, weight in terms.items():
+        number = isinstance(weight, (int, float)) and not isinstance(weight, bool)
+        if not (number and math.isfinite(weight) and weight > 0):
+            raise MfsrError(f"{where}.{name}: the weight must be a positive number, got {weight!r}")
+        parts.append(f"{float(weight)!r} * {name}")
+    return " + ".join(parts)
 
 
 class LossModule(nn.Module):

@@ -174,4 +174,8 @@ def load_train_config(name_or_path: str, overrides: list[str] | None = None) -> 
     check everything."""
     path = resolve_preset(name_or_path, "training", TRAIN_PRESETS)
     data = merge(read_training_yaml(path), parse_overrides(overrides or []))
+    if isinstance(data.get("loss"), dict):  # the mapping form: {charbonnier: 1.0, ...}
+        from mfsr.losses import spec_from_mapping
+
+        data["loss"] = spec_from_mapping(data["loss"], where=f"{path}: loss")
     return from_dict(TrainConfig, data, where=f"{path}: ")
