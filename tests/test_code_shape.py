@@ -19,7 +19,6 @@ OVER_TODAY = {
     "mfsr/bench/run.py:run_bench": 119,
     "mfsr/bench/training.py:bare_step": 65,
     "mfsr/cli/enhance.py:enhance": 77,
-    "mfsr/config.py:_convert": 67,
     "mfsr/data/from_video.py:build_from_video": 76,
     "mfsr/enhance/run.py:enhance_video": 86,
     "mfsr/evaluate/report.py:conventions": 72,

@@ -125,6 +125,11 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, list):
             raise MfsrError(f"{where}: expected a list, got {value!r}")
         return [_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    return _scalar(value, tp, where)
+
+
+def _scalar(value: Any, tp: Any, where: str) -> Any:
+    """Check/convert a number, flag, string or one of a ``Literal``'s values."""
     if tp is float:
         if isinstance(value, str):  # PyYAML reads 1e-4 (no dot) as a string
             with contextlib.suppress(ValueError):
@@ -147,6 +152,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             raise MfsrError(f"{where}: expected a string, got {value!r}")
         return value
     if typing.get_origin(tp) is typing.Literal:
+        args = typing.get_args(tp)
         if value not in args:
             raise MfsrError(f"{where}: expected one of {', '.join(map(repr, args))}, got {value!r}")
         return value
