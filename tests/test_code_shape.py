@@ -16,7 +16,6 @@ MAX_FUNCTION, MAX_MODULE = 60, 400
 
 OVER_TODAY = {
     "mfsr/bench/report.py:markdown": 89,
-    "mfsr/bench/run.py:run_bench": 119,
     "mfsr/bench/training.py:bare_step": 65,
     "mfsr/cli/enhance.py:enhance": 77,
     "mfsr/data/from_video.py:build_from_video": 76,

@@ -109,18 +109,47 @@ def _eval_pairs(cfg: Any, n: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray]
 
 def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Measure, write ``bench.json`` and ``bench.md`` into ``opts.out``; returns the document."""
-    from mfsr.bench import inference, training
+    from mfsr.bench import training
     from mfsr.bench.report import markdown
     from mfsr.enhance.model import pick_device
-    from mfsr.train.config import load_train_config
     from mfsr.train.data import ensure_dataset, train_dataset
+
+    cfg = _checked_config(opts)
+    device = pick_device(opts.device)
+    n = opts.counts()
+    started = time.perf_counter()
+    doc = _header(opts, cfg, device)
+    say(f"dataset {cfg.data.dataset}")
+    dataset = train_dataset(cfg, ensure_dataset(cfg))  # listed once, used by every section
+    batch = training.first_batch(cfg, dataset)
+    doc["lr_size"] = list(batch["frames"].shape[-2:])
+    bare = _training_sections(doc, opts, cfg, dataset, batch, device, n, say)
+    say("data per batch in the main process")
+    doc["data_ms_per_batch"] = training.batch_ms(cfg, dataset, n["feed_batches"])
+    if "plan" in batch:
+        say("device half of data.synthesis: device")
+        synth = training.synthesis_step(cfg, batch["plan"], dataset.hr_size, device, n["steps"])
+        synth["ratio"] = synth["samples_per_s"] / bare["samples_per_s"]
+        doc["device_synthesis"] = synth
+    _evaluation_sections(doc, opts, cfg, device, n, say)
+    _projections(doc, cfg, bare)
+    doc["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    doc["seconds"] = time.perf_counter() - started
+    opts.out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(opts.out / "bench.json", json.dumps(doc, indent=1) + "\n")
+    write_text_atomic(opts.out / "bench.md", markdown(doc))
+    return doc
+
+
+def _checked_config(opts: BenchOptions):
+    """The training config to time, with the options checked before any measurement."""
+    from mfsr.losses import parse_spec
+    from mfsr.train.config import load_train_config
 
     if any(w < 0 for w in opts.workers):
         raise MfsrError(f"--workers must be >= 0, got {opts.workers}")
     if opts.eval_images is not None and opts.eval_images < 1:  # 0 meant the default before
         raise MfsrError(f"--eval-images must be >= 1, got {opts.eval_images}")
-    from mfsr.losses import parse_spec
-
     for loss in opts.losses:
         parse_spec(loss)  # a misspelt --losses entry fails before any measurement
     cfg = load_train_config(opts.config, opts.sets)
@@ -129,11 +158,12 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
             cfg = replace(cfg, compile=True, compile_mode=opts.compile_mode or cfg.compile_mode)
         except ValueError as exc:
             raise MfsrError(f"--compile-mode: {exc}") from None
-    mode = cfg.compile_mode if cfg.compile else None  # the bare step's torch.compile mode
-    device = pick_device(opts.device)
-    n = opts.counts()
-    started = time.perf_counter()
-    doc: dict[str, Any] = {
+    return cfg
+
+
+def _header(opts: BenchOptions, cfg, device) -> dict[str, Any]:
+    """What was timed, and where."""
+    return {
         "mfsr_version": __version__,
         "config": opts.config,
         "sets": opts.sets,
@@ -148,19 +178,20 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
         "channels_last": cfg.channels_last and device.type == "cuda",
         "synthesis": cfg.data.synthesis if cfg.data.train == "synthetic" else None,
     }
-    say(f"dataset {cfg.data.dataset}")
-    dataset = train_dataset(cfg, ensure_dataset(cfg))  # listed once, used by every section
-    batch = training.first_batch(cfg, dataset)
-    doc["lr_size"] = list(batch["frames"].shape[-2:])
 
-    losses = list(dict.fromkeys([cfg.loss, *opts.losses]))
+
+def _training_sections(doc, opts, cfg, dataset, batch, device, n, say) -> dict[str, Any]:
+    """The bare step per loss, the data feed, and the loop against the bare step; returns the
+    bare step of the config's own loss (what the loop runs)."""
+    from mfsr.bench import training
+
+    mode = cfg.compile_mode if cfg.compile else None  # the bare step's torch.compile mode
     rows = []
-    for loss in losses:
+    for loss in dict.fromkeys([cfg.loss, *opts.losses]):
         say(f"bare training step, loss {loss}")
         rows.append(training.bare_step(cfg, batch, device, loss, n["steps"], n["warmup"], mode))
     doc["bare_step"] = rows
-    bare = rows[0]  # the config's own loss: what the loop runs
-
+    bare = rows[0]
     doc["feed"] = []
     for workers in opts.workers:
         say(f"data feed, {workers} loader workers")
@@ -190,13 +221,12 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
         }
         for w in opts.workers
     ]
-    say("data per batch in the main process")
-    doc["data_ms_per_batch"] = training.batch_ms(cfg, dataset, n["feed_batches"])
-    if "plan" in batch:
-        say("device half of data.synthesis: device")
-        synth = training.synthesis_step(cfg, batch["plan"], dataset.hr_size, device, n["steps"])
-        synth["ratio"] = synth["samples_per_s"] / bare["samples_per_s"]
-        doc["device_synthesis"] = synth
+    return bare
+
+
+def _evaluation_sections(doc, opts, cfg, device, n, say) -> None:
+    """The validation pass, inference at batch 1 and 32, and every evaluation metric."""
+    from mfsr.bench import inference, training
 
     say("validation pass")
     val_batch = cfg.val_batch(device.type == "cuda")
@@ -207,10 +237,14 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
     doc["inference"] = inference.inference(cfg, frames, device, [1, 32], n["calls"])
     say(f"evaluation metrics on {len(sr)} images")
     doc["metrics"] = inference.metrics(sr, hr, device)
-    doc["projected_train_s"] = {
-        r["loss"]: cfg.epochs * cfg.steps_per_epoch * r["ms"] / 1000 for r in rows
+
+
+def _projections(doc: dict[str, Any], cfg, bare: dict[str, Any]) -> None:
+    """Projected training time per run (each loss) and per study of the paper's losses."""
+    per_run = {
+        r["loss"]: cfg.epochs * cfg.steps_per_epoch * r["ms"] / 1000 for r in doc["bare_step"]
     }
-    per_run = doc["projected_train_s"]
+    doc["projected_train_s"] = per_run
     if all(loss in per_run for loss in PAPER_LOSSES):
         # a study of the paper's four losses + a single-frame run (costed as the config's loss,
         # slightly high: N = 1) x 3 seeds, training only; validation: 15 runs costed as the
@@ -220,9 +254,3 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
             + bare["ms"] * cfg.epochs * cfg.steps_per_epoch / 1000
         )
         doc["projected_study_validation_s"] = 15 * doc["validation"]["projected_per_run_s"]
-    doc["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    doc["seconds"] = time.perf_counter() - started
-    opts.out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(opts.out / "bench.json", json.dumps(doc, indent=1) + "\n")
-    write_text_atomic(opts.out / "bench.md", markdown(doc))
-    return doc
