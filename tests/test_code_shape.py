@@ -17,7 +17,6 @@ MAX_FUNCTION, MAX_MODULE = 60, 400
 OVER_TODAY = {
     "mfsr/bench/report.py:markdown": 89,
     "mfsr/bench/training.py:bare_step": 65,
-    "mfsr/cli/enhance.py:enhance": 77,
     "mfsr/data/from_video.py:build_from_video": 76,
     "mfsr/enhance/run.py:enhance_video": 86,
     "mfsr/evaluate/report.py:conventions": 72,

@@ -93,7 +93,7 @@ def enhance(
     import torch
 
     from mfsr.cli.console import console, progress_bars
-    from mfsr.enhance import enhance_frames, enhance_video, load_enhancer
+    from mfsr.enhance import enhance_frames, enhance_video
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -101,28 +101,7 @@ def enhance(
     def warn(message: str) -> None:
         console.print(f"[yellow]warning:[/] {message}", highlight=False)
 
-    if model is None and baseline is None:  # the model that comes with mfsr (docs/models.md)
-        from mfsr.shipped import DEFAULT, shipped_path
-
-        model = shipped_path(DEFAULT)
-        console.print(
-            f"model: the shipped default, {DEFAULT} (docs/models.md); --model or --baseline "
-            "for another",
-            highlight=False,
-        )
-    enhancer = load_enhancer(
-        model,
-        baseline,
-        n_frames=n_frames,
-        scale=scale,
-        lr_size=lr_size,
-        device=device,
-        flip_ensemble=flip_ensemble,
-        warn=warn,
-    )
-    what = f"{enhancer.label}: {enhancer.n_frames} frames, x{enhancer.scale}, "
-    what += f"{enhancer.lr_size} -> {enhancer.hr_size} px on {enhancer.device}"
-    console.print(what, highlight=False)
+    enhancer = _enhancer(model, baseline, n_frames, scale, lr_size, device, flip_ensemble, warn)
     if frames:
         doc = enhance_frames(files, enhancer, out, overwrite=overwrite, warn=warn)
     else:
@@ -154,3 +133,33 @@ def enhance(
     rate = (doc.get("faces_per_s") or {}).get("end_to_end")
     speed = f" ({rate:.1f} faces/s end to end)" if rate else ""
     console.print(f"[green]done:[/] {n} enhanced face(s) in {out}{speed}", highlight=False)
+
+
+def _enhancer(model, baseline, n_frames, scale, lr_size, device, flip_ensemble, warn):
+    """The model to enhance with (the shipped one when neither is given), said on one line."""
+    from mfsr.cli.console import console
+    from mfsr.enhance import load_enhancer
+
+    if model is None and baseline is None:  # the model that comes with mfsr (docs/models.md)
+        from mfsr.shipped import DEFAULT, shipped_path
+
+        model = shipped_path(DEFAULT)
+        console.print(
+            f"model: the shipped default, {DEFAULT} (docs/models.md); --model or --baseline "
+            "for another",
+            highlight=False,
+        )
+    enhancer = load_enhancer(
+        model,
+        baseline,
+        n_frames=n_frames,
+        scale=scale,
+        lr_size=lr_size,
+        device=device,
+        flip_ensemble=flip_ensemble,
+        warn=warn,
+    )
+    what = f"{enhancer.label}: {enhancer.n_frames} frames, x{enhancer.scale}, "
+    what += f"{enhancer.lr_size} -> {enhancer.hr_size} px on {enhancer.device}"
+    console.print(what, highlight=False)
+    return enhancer
