@@ -44,27 +44,7 @@ def conventions(faces: FaceSettings, lpips_trunk: dict[str, Any] | None, seed: i
     return {
         "images": "outputs and HR quantised to 8 bits (round(255 x), half to even) before "
         "every metric, as saved PNG images would be",
-        "mse": "0-255 scale, mean over pixels and the 3 RGB channels of each image, then "
-        "averaged over images",
-        "psnr": {
-            "formula": "10 log10(255^2 / MSE) per image, then averaged over images",
-            "peak": pixel.PEAK,
-            "cap_db": pixel.PSNR_CAP_DB,
-            "identical_images": f"PSNR capped at {pixel.PSNR_CAP_DB:g} dB (counted in "
-            "metrics.psnr.n_capped)",
-        },
-        "ssim": {
-            "window": "gaussian",
-            "size": pixel.SSIM_WINDOW,
-            "sigma": pixel.SSIM_SIGMA,
-            "k1": pixel.SSIM_K1,
-            "k2": pixel.SSIM_K2,
-            "data_range": pixel.PEAK,
-            "colour": "RGB, SSIM per channel, channels averaged (not luma)",
-            "covariance": "population",
-            "border": "mean over the valid region (5 px border where the window does not fit "
-            "is excluded); no further border crop",
-        },
+        **_pixel_conventions(),
         "sharpness": {
             "metric": "CPBD (Narvekar & Karam 2011), mfsr's implementation",
             "difference": "CPBD(HR) - CPBD(output): positive = output blurrier than the truth",
@@ -86,23 +66,7 @@ def conventions(faces: FaceSettings, lpips_trunk: dict[str, Any] | None, seed: i
             if lpips_trunk
             else "not computed"
         ),
-        "ffr": (
-            {
-                "detector": "dlib HOG frontal face detector",
-                "upsample": faces.upsample,
-                "min_score": faces.min_score,
-                "face_choice": "the qualifying box nearest the image centre",
-                "descriptor": "dlib_face_recognition_resnet_model_v1 (128-d), 5-point "
-                "alignment, 150 px chip, padding 0.25, no jitter",
-                "distance": "Euclidean",
-                "threshold": faces.threshold,
-                "no_face": "output has no detection scoring >= min_score; over all evaluated",
-                "identity": "output has no face, or its descriptor is farther than the "
-                "threshold from the HR face's; over the samples whose HR has a face",
-            }
-            if faces.enabled
-            else "not computed"
-        ),
+        "ffr": _ffr_conventions(faces) if faces.enabled else "not computed",
         "bootstrap": {
             "method": "percentile",
             "resamples": stats.N_RESAMPLES,
@@ -110,6 +74,48 @@ def conventions(faces: FaceSettings, lpips_trunk: dict[str, Any] | None, seed: i
             "unit": "images (resampled with replacement)",
             "seed": seed,
         },
+    }
+
+
+def _pixel_conventions() -> dict[str, Any]:
+    return {
+        "mse": "0-255 scale, mean over pixels and the 3 RGB channels of each image, then "
+        "averaged over images",
+        "psnr": {
+            "formula": "10 log10(255^2 / MSE) per image, then averaged over images",
+            "peak": pixel.PEAK,
+            "cap_db": pixel.PSNR_CAP_DB,
+            "identical_images": f"PSNR capped at {pixel.PSNR_CAP_DB:g} dB (counted in "
+            "metrics.psnr.n_capped)",
+        },
+        "ssim": {
+            "window": "gaussian",
+            "size": pixel.SSIM_WINDOW,
+            "sigma": pixel.SSIM_SIGMA,
+            "k1": pixel.SSIM_K1,
+            "k2": pixel.SSIM_K2,
+            "data_range": pixel.PEAK,
+            "colour": "RGB, SSIM per channel, channels averaged (not luma)",
+            "covariance": "population",
+            "border": "mean over the valid region (5 px border where the window does not fit "
+            "is excluded); no further border crop",
+        },
+    }
+
+
+def _ffr_conventions(faces: FaceSettings) -> dict[str, Any]:
+    return {
+        "detector": "dlib HOG frontal face detector",
+        "upsample": faces.upsample,
+        "min_score": faces.min_score,
+        "face_choice": "the qualifying box nearest the image centre",
+        "descriptor": "dlib_face_recognition_resnet_model_v1 (128-d), 5-point "
+        "alignment, 150 px chip, padding 0.25, no jitter",
+        "distance": "Euclidean",
+        "threshold": faces.threshold,
+        "no_face": "output has no detection scoring >= min_score; over all evaluated",
+        "identity": "output has no face, or its descriptor is farther than the "
+        "threshold from the HR face's; over the samples whose HR has a face",
     }
 
 
