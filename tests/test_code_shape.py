@@ -19,7 +19,6 @@ OVER_TODAY = {
     "mfsr/bench/training.py:bare_step": 65,
     "mfsr/data/from_video.py:build_from_video": 76,
     "mfsr/enhance/run.py:enhance_video": 86,
-    "mfsr/study/results.py:results_document": 72,
 }
 
 

@@ -102,6 +102,35 @@ def build_methods(
     return methods, ids, dropped
 
 
+def _train_doc(study: StudyConfig, base: TrainConfig) -> dict[str, Any]:
+    return {
+        "base_config": study.train.config,
+        "overrides": list(study.train.overrides),
+        "dataset": base.data.dataset,
+        "model": to_dict(base.model),
+        "epochs": base.epochs,
+        "steps_per_epoch": base.steps_per_epoch,
+        "batch_size": base.batch_size,
+        "optim": to_dict(base.optim),
+    }
+
+
+def _method_doc(m: stats.Method) -> dict[str, Any]:
+    return {
+        "key": m.key,
+        "label": m.label,
+        "kind": m.kind,
+        "loss": m.loss,
+        "variant": m.variant,
+        "n_frames": m.n_frames,
+        "runs": m.runs,
+        "seeds": m.seeds,
+        "random_trunk_training": m.random_train,
+        "random_trunk_lpips_metric": m.random_lpips,
+        "metrics": stats.summarize(m),
+    }
+
+
 def results_document(
     study: StudyConfig,
     base: TrainConfig,
@@ -126,16 +155,7 @@ def results_document(
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "study": study.name,
         "config": to_dict(study),
-        "train": {
-            "base_config": study.train.config,
-            "overrides": list(study.train.overrides),
-            "dataset": base.data.dataset,
-            "model": to_dict(base.model),
-            "epochs": base.epochs,
-            "steps_per_epoch": base.steps_per_epoch,
-            "batch_size": base.batch_size,
-            "optim": to_dict(base.optim),
-        },
+        "train": _train_doc(study, base),
         "test": {
             "folder": eval_summary.get("data", {}).get("folder"),
             "split": study.evaluate.split,
@@ -155,22 +175,7 @@ def results_document(
         "metrics": {
             k: {"label": stats.METRICS[k][0], "better": stats.METRICS[k][1]} for k in metrics
         },
-        "methods": [
-            {
-                "key": m.key,
-                "label": m.label,
-                "kind": m.kind,
-                "loss": m.loss,
-                "variant": m.variant,
-                "n_frames": m.n_frames,
-                "runs": m.runs,
-                "seeds": m.seeds,
-                "random_trunk_training": m.random_train,
-                "random_trunk_lpips_metric": m.random_lpips,
-                "metrics": stats.summarize(m),
-            }
-            for m in methods
-        ],
+        "methods": [_method_doc(m) for m in methods],
         "significance": stats.significance(methods, metrics),
         **extra,
     }
