@@ -171,7 +171,7 @@ def from_video(
 def fetch(
     name: str = typer.Argument(..., help="Dataset to download: lfw."),
     to: Path = typer.Option(
-        None, help="Data root to put it under (default: --data-root / $MFSR_DATA, else ./data)."
+        None, help="Data root to put it under (default: $MFSR_DATA, else ./data)."
     ),
     url: str = typer.Option(None, help="Download from this mirror instead of the official URLs."),
     sha256: str = typer.Option(

@@ -16,10 +16,6 @@ Crop parts outside the frame are black by default, as in LFW's deep-funneled ima
 300 sampled LFW images have a black corner). LFW-like framing needs about 2.4x the face box,
 more than tightly cropped clips hold (VoxCeleb2 224 px frames: 150 px box -> 360 px crop), and
 mirroring (``border="mirror"``) then puts mirrored copies of the face around it.
-
-Modes: ``eval`` renders crops at ``hr_size``; HR = the centre frame, LR = every frame degraded
-without synthetic motion (the real motion stays). ``lr-only`` renders crops straight at
-``hr_size // scale``: the video's own quality is the degradation and there is no HR.
 """
 
 from __future__ import annotations
@@ -34,9 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mfsr.data.degrade import (
-    Crop,
-)
+from mfsr.data.degrade import Crop
 from mfsr.data.track import (
     DEFAULT_ENLARGE,
     DEFAULT_MAX_GAP,
