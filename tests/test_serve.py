@@ -120,3 +120,24 @@ def test_uploads_are_deleted_on_exit(tmp_path):
     assert server.proc.returncode in (0, 130), output
     assert list((tmp_path / "t").iterdir()) == [], output
     assert "Traceback" not in output
+
+
+def test_a_workdir_keeps_the_uploads_and_the_results(tmp_path):
+    if not CLIP.is_file():
+        pytest.skip(f"shared data not found at {CLIP}")
+    work = tmp_path / "case"
+    server = Served(tmp_path / "t", "--workdir", str(work))
+    clip_id = server.upload(CLIP.name, CLIP.read_bytes())
+    clip = server.wait(clip_id)
+    k = clip["best"][0]
+    model = server.request(f"/api/clips/{clip_id}/windows/{k}/model.png")[1]
+    record = server.json(f"/api/clips/{clip_id}/windows/{k}/record.json")
+    server.stop()
+    kept = work / clip_id
+    assert (work / f"{clip_id}.video").read_bytes() == CLIP.read_bytes()
+    assert json.loads((kept / "clip.json").read_text())["windows"] == clip["windows"]
+    window = kept / f"window_{k:04d}"
+    assert (window / "model.png").read_bytes() == model
+    assert json.loads((window / "record.json").read_text()) == record
+    assert {p.name for p in window.iterdir()} >= {"lr.png", "classical.png", "sheet.png"}
+    assert list((tmp_path / "t").iterdir()) == []  # nothing in the private temporary folder

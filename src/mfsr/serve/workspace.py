@@ -1,13 +1,17 @@
 """The server's state: uploaded clips, their background analysis, cached results.
 
 Every clip gets a generated id; its upload is stored as ``<folder>/<id>.video`` (no name from
-the client is ever used on disk). One background thread analyses clips in turn; a cancelled
-or failed analysis leaves a message for the page, never an exception in the server.
+the client is ever used on disk), its results under ``<folder>/<id>/``: ``clip.json``, then
+``window_<k>/<method>.png`` and ``record.json`` as the page asks for them. One background
+thread analyses clips in turn; a cancelled or failed analysis leaves a message for the page,
+never an exception in the server.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import secrets
 import shutil
 import threading
@@ -18,6 +22,7 @@ from typing import Any
 
 from mfsr.data.images import encode_png
 from mfsr.enhance.model import Enhancer
+from mfsr.enhance.outputs import rounded
 from mfsr.errors import MfsrError
 from mfsr.serve.analysis import METHODS, Analysis, analyse, compare, quality, record, sheet
 
@@ -109,6 +114,7 @@ class Workspace:
         try:
             clip.analysis = analyse(clip.path, self.enhancer, progress)
             clip.state = "ready"
+            self._keep(clip, "clip.json", json.dumps(clip.summary(), indent=1).encode())
         except Cancelled:
             clip.state, clip.message = "cancelled", "cancelled"
         except MfsrError as exc:  # the server's file name means nothing to the user
@@ -144,7 +150,21 @@ class Workspace:
                 pngs.update({f"frame{k}": encode_png(f) for k, f in enumerate(window.lr)})
                 pngs["sheet"] = encode_png(sheet(images, window, self._title(clip, index)))
                 clip.faces[index] = pngs
+                for key, data in pngs.items():
+                    self._keep(clip, f"window_{index:04d}/{key}.png", data)
             return clip.faces[index]
+
+    def _keep(self, clip: Clip, name: str, data: bytes) -> None:
+        """Store a result under ``<folder>/<clip id>/`` (kept with ``--workdir``); a failure
+        to store is noted on the clip, and the result is still served from memory."""
+        path = self.folder / clip.id / name
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            clip.message = f"results are shown but could not be kept in {self.folder} ({exc})"
 
     def _title(self, clip: Clip, index: int) -> str:
         hint = clip.analysis.hints[index]  # type: ignore[union-attr]
@@ -163,6 +183,9 @@ class Workspace:
             {"sheet": f"{base}_sheet.png"},
         )
         doc["classical"] = self.classical.info
+        self._keep(
+            clip, f"window_{index:04d}/record.json", json.dumps(rounded(doc), indent=2).encode()
+        )
         return doc
 
     def close(self) -> None:
