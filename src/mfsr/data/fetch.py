@@ -98,13 +98,14 @@ def resolve_source(source: str | Path) -> Path:
     return locate(str(source)) if str(source) in KNOWN else Path(source)
 
 
-def file_digest(path: Path, algorithm: str) -> str:
-    """Hex digest (``md5`` or ``sha256``) of a file, read in 1 MiB chunks."""
-    digest = hashlib.new(algorithm)
+def _digests(path: Path) -> tuple[str, str]:
+    """(md5, sha256) of a file in one read: LFW publishes MD5 only, the record keeps sha256."""
+    md5, sha256 = hashlib.md5(), hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+            md5.update(chunk)
+            sha256.update(chunk)
+    return md5.hexdigest(), sha256.hexdigest()
 
 
 def _request(url: str, start: int):
@@ -159,9 +160,9 @@ def download(url: str, part: Path, progress: Progress | None = None) -> None:
 def _check(archive: Path, known: KnownDataset, sha256: str | None, downloaded: bool) -> str:
     """The archive's sha256 after checking it against ``sha256`` if given, else the published
     MD5; a downloaded archive that fails is deleted (a user's own copy is kept)."""
-    got = file_digest(archive, "sha256")
+    md5, got = _digests(archive)
     want, algorithm = (sha256.lower(), "sha256") if sha256 else (known.md5, "md5")
-    if (got if sha256 else file_digest(archive, "md5")) != want:
+    if (got if sha256 else md5) != want:
         if downloaded:
             archive.unlink()
         raise MfsrError(

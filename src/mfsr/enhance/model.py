@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from mfsr.data.fetch import file_digest
 from mfsr.enhance.geometry import check_lr_size
 from mfsr.errors import MfsrError
+from mfsr.weights import file_sha256
 
 BASELINES = ("bicubic", "classical")
 #: Defaults for the baselines (no checkpoint to read them from): the ``quick`` geometry.
@@ -130,7 +130,7 @@ def _checkpoint_info(path: str, file: Path, meta: dict[str, Any]) -> dict[str, A
         "kind": "checkpoint",
         "path": str(path),
         "file": str(file),
-        "file_sha256": file_digest(file, "sha256"),
+        "file_sha256": file_sha256(file),
         "tensors_sha256": meta.get("tensors_sha256"),
         "random_trunk": meta.get("random_trunk"),
         "trunks": meta.get("trunks"),

@@ -22,13 +22,13 @@ import numpy as np
 
 from mfsr import __version__
 from mfsr.config import write_text_atomic
-from mfsr.data.fetch import file_digest
 from mfsr.data.images import write_png
 from mfsr.data.video import Track
 from mfsr.enhance.geometry import SizeCheck
 from mfsr.enhance.model import Enhancer
 from mfsr.enhance.source import MAX_SHIFT, WindowCrops
 from mfsr.errors import MfsrError
+from mfsr.weights import file_sha256
 
 JSON_NAME = "enhance.json"
 PATTERNS = ("face_*.png", "side_by_side_*.png", "lr_*.png", JSON_NAME)
@@ -195,7 +195,7 @@ def video_record(
         "input": {
             "kind": "video",
             "path": str(video),
-            "sha256": file_digest(video, "sha256"),
+            "sha256": file_sha256(video),
             "fps": track.fps,
             "frames_decoded": track.n_frames,
             "declared_frames": track.declared_frames,

@@ -9,7 +9,6 @@ never an exception in the server.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -25,6 +24,7 @@ from mfsr.enhance.model import Enhancer
 from mfsr.enhance.outputs import rounded
 from mfsr.errors import MfsrError
 from mfsr.serve.analysis import METHODS, Analysis, analyse, compare, quality, record, sheet
+from mfsr.weights import file_sha256
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv")
 
@@ -92,11 +92,7 @@ class Workspace:
 
     def add(self, clip_id: str, name: str, path: Path) -> Clip:
         """Register a finished upload and queue its analysis."""
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-        clip = Clip(clip_id, name, path, path.stat().st_size, digest.hexdigest())
+        clip = Clip(clip_id, name, path, path.stat().st_size, file_sha256(path))
         with self.lock:
             self.clips[clip_id] = clip
         self.pool.submit(self._analyse, clip)
