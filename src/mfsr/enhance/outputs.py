@@ -171,6 +171,23 @@ def write_json(out: Path, doc: dict[str, Any]) -> Path:
     return path
 
 
+def clip_doc(
+    name: str, sha256: str, track: Track, max_frames: int | None, downscale: float
+) -> dict[str, Any]:
+    """The record's ``input``: the clip (name, sha256), how it was read and its frames."""
+    return {
+        "kind": "video",
+        "path": name,
+        "sha256": sha256,
+        "fps": track.fps,
+        "frames_decoded": track.n_frames,
+        "declared_frames": track.declared_frames,
+        "max_frames": max_frames,
+        "downscale": downscale,
+        "processed_frame_size": [track.width, track.height],
+    }
+
+
 def video_record(
     video: Path,
     track: Track,
@@ -192,17 +209,9 @@ def video_record(
     model_s, total_s = timings["model"], timings["total"]
     return {
         "mfsr_version": __version__,
-        "input": {
-            "kind": "video",
-            "path": str(video),
-            "sha256": file_sha256(video),
-            "fps": track.fps,
-            "frames_decoded": track.n_frames,
-            "declared_frames": track.declared_frames,
-            "max_frames": reading["max_frames"],
-            "downscale": reading["downscale"],
-            "processed_frame_size": [track.width, track.height],
-        },
+        "input": clip_doc(
+            str(video), file_sha256(video), track, reading["max_frames"], reading["downscale"]
+        ),
         "tracking": {
             "upsample": track.upsample,
             "enlarge": reading["enlarge"],

@@ -223,14 +223,20 @@ def _windows_that_fit(
         log(note)
     if not windows:
         raise _no_windows_error(video, track.n_frames, track.segments, n, downscale)
-    sides = [track.crops[i].side for w in windows for i in w]  # type: ignore[union-attr]
-    face_px = float(np.median(sides)) / enlarge
-    size = check_face_size(face_px, enlarge, enhancer.lr_size, enhancer.scale, enhancer.multiple)
+    size = face_size(track, windows, enlarge, enhancer)
     if size.verdict in ("too-small", "too-large"):
         raise MfsrError(f"{video}: {size.message}")
     if size.message:
         log(size.message)
     return windows, size
+
+
+def face_size(track: Track, windows: list[range], enlarge: float, enhancer: Enhancer) -> SizeCheck:
+    """The verdict on the face's size in ``windows`` for ``enhancer`` (median tracked crop side
+    / ``enlarge``, :func:`check_face_size`)."""
+    sides = [track.crops[i].side for w in windows for i in w]  # type: ignore[union-attr]
+    face_px = float(np.median(sides)) / enlarge
+    return check_face_size(face_px, enlarge, enhancer.lr_size, enhancer.scale, enhancer.multiple)
 
 
 def _enhance_windows(

@@ -19,15 +19,17 @@ import numpy as np
 
 from mfsr import __version__
 from mfsr.data.degrade import Crop
+from mfsr.data.track import DEFAULT_ENLARGE
 from mfsr.data.video import Track, track_face
-from mfsr.enhance.geometry import SIMULATED_FACE_PX, SizeCheck, check_face_size, select_windows
+from mfsr.enhance.geometry import SIMULATED_FACE_PX, SizeCheck, select_windows
 from mfsr.enhance.model import Enhancer, bicubic_reference
-from mfsr.enhance.outputs import labelled_row, model_doc, window_entry
+from mfsr.enhance.outputs import clip_doc, labelled_row, model_doc, window_entry
+from mfsr.enhance.run import face_size
 from mfsr.enhance.source import WindowCrops, iter_windows
 from mfsr.errors import MfsrError
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
-ENLARGE = 2.4  # crop side / face box: LFW's framing, as `mfsr enhance` uses
+ENLARGE = DEFAULT_ENLARGE  # crop side / face box: LFW's framing, as `mfsr enhance` uses
 METHODS = ("lr", "bicubic", "classical", "model", "model_flip")
 LABELS = {
     "lr": "LR (nearest)",
@@ -113,10 +115,8 @@ def analyse(video: Path, enhancer: Enhancer, progress: Progress) -> Analysis:
             f"no stretch of {n} consecutive frames with a tracked face in {track.n_frames} "
             "decoded frames (the face is missing, too small or moves out of the frame)"
         )
-    sides = [track.crops[i].side for w in windows for i in w]  # type: ignore[union-attr]
-    face_px = float(np.median(sides)) / ENLARGE
-    size = check_face_size(face_px, ENLARGE, enhancer.lr_size, enhancer.scale, enhancer.multiple)
-    downscale, note = 1.0, None
+    size = face_size(track, windows, ENLARGE, enhancer)
+    face_px, downscale, note = size.face_px, 1.0, None
     if size.verdict == "too-small":
         raise MfsrError(size.message or "face too small")
     if size.verdict == "too-large":
@@ -181,16 +181,7 @@ def record(
     track = analysis.track
     return {
         "mfsr_version": __version__,
-        "input": {
-            "kind": "video",
-            "path": clip["name"],
-            "sha256": clip["sha256"],
-            "fps": track.fps,
-            "frames_decoded": track.n_frames,
-            "declared_frames": track.declared_frames,
-            "downscale": analysis.downscale,
-            "processed_frame_size": [track.width, track.height],
-        },
+        "input": clip_doc(clip["name"], clip["sha256"], track, None, analysis.downscale),
         "tracking": {"upsample": track.upsample, "enlarge": ENLARGE},
         "face_size": analysis.size.to_dict(),
         **model_doc(enhancer, 1),

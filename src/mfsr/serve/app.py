@@ -19,10 +19,8 @@ every request needs the ``token`` printed at start (``?token=`` once, then a coo
 from __future__ import annotations
 
 import hmac
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -32,7 +30,6 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from mfsr.enhance.outputs import rounded
 from mfsr.errors import MfsrError
 from mfsr.serve.workspace import VIDEO_SUFFIXES, Clip, Workspace
 
@@ -144,8 +141,8 @@ async def window_file(request: Request) -> Response:
     index, what = request.path_params["k"], request.path_params["what"]
     try:
         if what == "record.json":
-            doc: Any = await run_in_threadpool(workspace.record, clip, index)
-            return Response(json.dumps(rounded(doc), indent=2), media_type="application/json")
+            text = await run_in_threadpool(workspace.record, clip, index)
+            return Response(text, media_type="application/json")
         faces = await run_in_threadpool(workspace.faces, clip, index)
     except KeyError:
         return _error(404, f"no window {index} in {clip.name}")

@@ -167,8 +167,9 @@ class Workspace:
         when = f"{hint['time_s']:.2f} s" if hint["time_s"] is not None else "?"
         return f"{clip.name}  frame {hint['reference_frame']} ({when})  sha256 {clip.sha256[:12]}"
 
-    def record(self, clip: Clip, index: int) -> dict[str, Any]:
-        """The export record of window ``index`` (see :func:`mfsr.serve.analysis.record`)."""
+    def record(self, clip: Clip, index: int) -> str:
+        """The export record of window ``index`` as JSON text (see
+        :func:`mfsr.serve.analysis.record`), also kept beside the window's images."""
         self.faces(clip, index)
         base = f"{Path(clip.name).stem}_frame{clip.analysis.hints[index]['reference_frame']:06d}"  # type: ignore[union-attr]
         doc = record(
@@ -179,10 +180,9 @@ class Workspace:
             {"sheet": f"{base}_sheet.png"},
         )
         doc["classical"] = self.classical.info
-        self._keep(
-            clip, f"window_{index:04d}/record.json", json.dumps(rounded(doc), indent=2).encode()
-        )
-        return doc
+        text = json.dumps(rounded(doc), indent=2)
+        self._keep(clip, f"window_{index:04d}/record.json", text.encode())
+        return text
 
     def close(self) -> None:
         """Stop the analyses and delete the uploads (when the folder is the server's own)."""
