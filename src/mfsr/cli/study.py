@@ -16,7 +16,7 @@ from mfsr.cli.options import data_root_option, use_data_root
 
 def study(
     config: str = typer.Option(
-        ..., help="Study preset (smoke, quick, fusion, paper) or a YAML path."
+        ..., help="Study preset (smoke, quick, fusion, quick-x8, paper) or a YAML path."
     ),
     set_: list[str] = typer.Option(
         None,

@@ -18,7 +18,7 @@ from typing import Any
 from mfsr.config import PRESET_DIR, from_dict, merge, parse_overrides, read_yaml, resolve_preset
 from mfsr.errors import MfsrError
 
-#: Study presets (``smoke``, ``quick``, ``fusion``, ``paper``): package data.
+#: Study presets (one YAML each, ``mfsr/presets/study/*.yaml``): package data.
 STUDY_PRESETS = PRESET_DIR / "study"
 
 #: The paper's four losses (Mezina: MSE, Charbonnier, VGG19 feature reconstruction, LPIPS).

@@ -15,7 +15,7 @@ from mfsr.config import PRESET_DIR, from_dict, merge, parse_overrides, read_yaml
 from mfsr.errors import MfsrError
 from mfsr.models import ModelConfig
 
-#: Training presets (``smoke``, ``quick``, ``quick-identity``, ``paper``): package data.
+#: Training presets (one YAML each, ``mfsr/presets/train/*.yaml``): package data.
 TRAIN_PRESETS = PRESET_DIR / "train"
 
 
