@@ -10,9 +10,15 @@ def _f(value: Any, digits: int = 1) -> str:
 
 
 def markdown(doc: dict[str, Any]) -> str:
+    """The whole ``bench.md``: header, training step, data feed, inference, metrics."""
+    sections = (_header, _training_step, _data_feed, _inference, _metrics)
+    return "\n".join(line for section in sections for line in section(doc))
+
+
+def _header(doc: dict[str, Any]) -> list[str]:
     m, model = doc["machine"], doc["model"]
     h, w = doc["lr_size"]
-    lines = [
+    return [
         f"# mfsr bench ({'quick' if doc['quick'] else 'full'})",
         "",
         f"Config `{doc['config']}` {' '.join(f'`--set {s}`' for s in doc['sets'])}: "
@@ -24,6 +30,11 @@ def markdown(doc: dict[str, Any]) -> str:
         f"({m['torch_threads']} threads), load before {m['loadavg_before'][0]:.2f}. "
         f"Took {doc['seconds']:.0f} s; peak RSS {doc['peak_rss_mb']:.0f} MB.",
         "",
+    ]
+
+
+def _training_step(doc: dict[str, Any]) -> list[str]:
+    lines = [
         "## Training step (forward + loss + backward + Adam, one batch on the device)",
         "",
         "| loss | ms/step | samples/s | GFLOP/step | TFLOP/s | MFU (bf16 peak) | GPU peak MB "
@@ -54,8 +65,12 @@ def markdown(doc: dict[str, Any]) -> str:
             f"{doc['projected_study_validation_s'] / 3600:.2f} h of validation; without data "
             "synthesis and evaluation.",
         ]
+    return lines
+
+
+def _data_feed(doc: dict[str, Any]) -> list[str]:
     bare_rounds = ", ".join(f"{r['bare_ms']:.1f}" for r in doc["loop_rounds"])
-    lines += [
+    lines = [
         "",
         f"## Data feed and loop (loss `{doc['loss']}`)",
         "",
@@ -74,15 +89,23 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| {f['workers']} | {_f(f['samples_per_s'])} | {_f(f['feed_ratio'], 2)} | "
             f"{_f(loop.get('loop_ms'))} | {_f(loop.get('loop_overhead'), 3)} |"
         )
-    lines += ["", "## Inference (eval mode, per sequence)", ""]
+    return lines
+
+
+def _inference(doc: dict[str, Any]) -> list[str]:
+    lines = ["", "## Inference (eval mode, per sequence)", ""]
     lines += ["| batch | ms/sequence | sequences/s | GPU peak MB |", "|---|---|---|---|"]
     for name, r in doc["inference"].items():
         lines.append(
             f"| {name.removeprefix('batch_')} | {_f(r['ms_per_sequence'], 2)} | "
             f"{_f(r['sequences_per_s'])} | {_f(r['cuda_peak_mem_mb'], 0)} |"
         )
+    return lines
+
+
+def _metrics(doc: dict[str, Any]) -> list[str]:
     ev = doc["metrics"]
-    lines += [
+    return [
         "",
         f"## Evaluation metrics ({ev['images']} images of {ev['size'][1]}x{ev['size'][0]}, "
         "one process)",
@@ -97,7 +120,6 @@ def markdown(doc: dict[str, Any]) -> str:
         "the HR descriptors).",
         "",
     ]
-    return "\n".join(lines)
 
 
 def _synthesis_line(doc: dict[str, Any]) -> list[str]:

@@ -143,16 +143,27 @@ def bare_step(
     counter = FlopCounterMode(display=False)
     with counter:
         step(model)  # eager: the counter does not see inside compiled graphs
-    flops = counter.get_total_flops()
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     times = time_calls(step, steps, warmup, device)
-    seconds = statistics.median(times)
-    peak, card = bf16_peak_tflops(device)
-    achieved = flops / seconds / 1e12
+    record = _step_record(cfg, device, counter.get_total_flops(), statistics.median(times))
     return {
         "loss": loss,
         "compile_mode": compile_mode,
+        **record,
+        "random_trunk": any(t.random for t in loss_fn.trunk_info()),
+        "cuda_peak_mem_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None,
+        "steps_timed": len(times),
+    }
+
+
+def _step_record(
+    cfg: TrainConfig, device: torch.device, flops: int, seconds: float
+) -> dict[str, Any]:
+    """Rate, FLOP/s and MFU of one step of ``flops`` FLOPs taking ``seconds``."""
+    peak, card = bf16_peak_tflops(device)
+    achieved = flops / seconds / 1e12
+    return {
         "ms": 1000 * seconds,
         "samples_per_s": cfg.batch_size / seconds,
         "flops_per_step": flops,
@@ -160,9 +171,6 @@ def bare_step(
         "mfu": achieved / peak if peak else None,
         "peak_tflops_bf16": peak,
         "device_name": card,
-        "random_trunk": any(t.random for t in loss_fn.trunk_info()),
-        "cuda_peak_mem_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None,
-        "steps_timed": len(times),
     }
 
 

@@ -155,6 +155,36 @@ def build_from_video(
     _check_args(mode, n_frames, scale, hr_size, stride, enlarge, max_frames, split, border, seed)
     report = BuildReport() if report is None else report
     cfg = (degradation or load_degradation("default")) if mode == "eval" else None
+    track = _track_or_skip(video, upsample, enlarge, max_frames, progress, report)
+    if track is None:
+        return report
+    windows = _windows_or_skip(video, track, n_frames, stride, report)
+    if not windows:
+        return report
+    check_ids_free(out / split, safe_id(video.stem), video)
+    check_settings(out, {
+        "mode": mode, "n_frames": n_frames, "scale": scale, "hr_size": hr_size,
+        "stride": stride, "degradation": None if cfg is None else to_dict(cfg), "seed": seed,
+        "enlarge": enlarge, "border": border, "upsample": upsample,
+    })  # fmt: skip
+    base_meta = {"identity": identity if identity is not None else video.stem, "split": split}
+    base_meta |= {"scale": scale, "reference_index": n_frames // 2, "mode": mode}
+    base_meta |= {"mfsr_version": __version__, "tracking": _tracking_meta(track, enlarge, border)}
+    size = hr_size if mode == "eval" else hr_size // scale
+    writer = _Writer(out / split, seed, cfg, base_meta, resume, report)
+    _second_pass(video, track, windows, size, border, writer, progress)
+    return report
+
+
+def _track_or_skip(
+    video: Path,
+    upsample: int | None,
+    enlarge: float,
+    max_frames: int | None,
+    progress: Progress | None,
+    report: BuildReport,
+) -> Track | None:
+    """The face's track through ``video``; None (recorded in ``report``) if undecodable."""
     try:
         track = track_face(
             video,
@@ -165,33 +195,12 @@ def build_from_video(
         )
     except UndecodableVideo as exc:
         report.skip(str(video), exc.reason)
-        return report
+        return None
     if track.n_frames < track.declared_frames:
         report.notes.append(
             f"{video}: decoded {track.n_frames} of {track.declared_frames} frames (truncated?)"
         )
-    windows = _windows_or_skip(video, track, n_frames, stride, report)
-    if not windows:
-        return report
-    check_ids_free(out / split, safe_id(video.stem), video)
-    check_settings(out, {
-        "mode": mode, "n_frames": n_frames, "scale": scale, "hr_size": hr_size,
-        "stride": stride, "degradation": None if cfg is None else to_dict(cfg), "seed": seed,
-        "enlarge": enlarge, "border": border, "upsample": upsample,
-    })  # fmt: skip
-    base_meta = {
-        "identity": identity if identity is not None else video.stem,
-        "split": split,
-        "scale": scale,
-        "reference_index": n_frames // 2,
-        "mode": mode,
-        "mfsr_version": __version__,
-        "tracking": _tracking_meta(track, enlarge, border),
-    }
-    size = hr_size if mode == "eval" else hr_size // scale
-    writer = _Writer(out / split, seed, cfg, base_meta, resume, report)
-    _second_pass(video, track, windows, size, border, writer, progress)
-    return report
+    return track
 
 
 def _windows_or_skip(

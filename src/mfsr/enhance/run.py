@@ -137,17 +137,9 @@ def enhance_video(
     check_out(out, overwrite)  # refuse early, before the slow tracking
     batch_size = fit_batch(enhancer, batch_size, log)  # also before tracking
     started = time.perf_counter()
-    track = track_face(
-        video,
-        downscale=downscale,
-        upsample=upsample,
-        enlarge=enlarge,
-        max_frames=max_frames,
-        progress=None if progress is None else lambda d, t: progress("track", d, t),
-    )
+    clip = {"max_frames": max_frames, "downscale": downscale, "enlarge": enlarge}
+    track = _track(video, clip, upsample, progress, log)
     track_s = time.perf_counter() - started
-    if track.n_frames < track.declared_frames:
-        log(f"{video}: decoded {track.n_frames} of {track.declared_frames} frames (truncated?)")
     selection = {"every": every, "at": at, "every_frame": every_frame}
     windows, size = _windows_that_fit(video, track, enhancer, selection, enlarge, downscale, log)
     prepare_out(out, overwrite)
@@ -163,32 +155,52 @@ def enhance_video(
         progress=None if progress is None else lambda d, t: progress("enhance", d, t),
     )
     entries, model_s, write_s = _enhance_windows(stream, track, calls, enhancer, out)
+    timings = _timings(started, track_s, model_s, write_s)
+    model, windows_doc = model_doc(enhancer, calls.batch), _windows_doc(selection, enhancer)
+    doc = video_record(
+        video, track, clip, size, model, windows_doc, register, entries, log.messages, timings
+    )
+    write_json(out, doc)
+    return doc
+
+
+def _timings(started: float, track_s: float, model_s: float, write_s: float) -> dict[str, float]:
+    """Wall seconds per stage since ``started``; cropping and registering is the rest."""
     total_s = time.perf_counter() - started
-    timings = {
+    return {
         "track": track_s,
         "crop_register": total_s - track_s - model_s - write_s,
         "model": model_s,
         "write": write_s,
         "total": total_s,
     }
-    doc = video_record(
+
+
+def _windows_doc(selection: dict[str, Any], enhancer: Enhancer) -> dict[str, Any]:
+    """``enhance.json``'s ``windows`` block: the mode and its option."""
+    at, every = selection["at"], selection["every"]
+    mode = "at" if at else "all" if selection["every_frame"] else "every"
+    every = (every or enhancer.n_frames) if mode == "every" else None
+    return {"mode": mode, "every": every, "at_s": at or None}
+
+
+def _track(
+    video: Path,
+    clip: dict[str, Any],
+    upsample: int | None,
+    progress: StageProgress | None,
+    log: _Log,
+) -> Track:
+    """Track the face through ``video`` (``clip``: max_frames, downscale, enlarge)."""
+    track = track_face(
         video,
-        track,
-        {"max_frames": max_frames, "downscale": downscale, "enlarge": enlarge},
-        size,
-        model_doc(enhancer, calls.batch),
-        {
-            "mode": "at" if at else "all" if every_frame else "every",
-            "every": None if (at or every_frame) else (every or enhancer.n_frames),
-            "at_s": at or None,
-        },
-        register,
-        entries,
-        log.messages,
-        timings,
+        upsample=upsample,
+        progress=None if progress is None else lambda d, t: progress("track", d, t),
+        **clip,
     )
-    write_json(out, doc)
-    return doc
+    if track.n_frames < track.declared_frames:
+        log(f"{video}: decoded {track.n_frames} of {track.declared_frames} frames (truncated?)")
+    return track
 
 
 def _checked_options(
