@@ -72,9 +72,9 @@ def test_bench_smoke_run_writes_every_section(tiny_data, tmp_path, synthesis):
 def test_peak_table_and_bad_options(tmp_path):
     assert bf16_peak_tflops(torch.device("cpu")) == (None, "cpu")
     assert dict(BF16_PEAK_TFLOPS)["H100"] > dict(BF16_PEAK_TFLOPS)["A100"]
-    with pytest.raises(MfsrError, match="--workers"):
+    with pytest.raises(MfsrError, match="`workers` must be >= 0"):
         run_bench(BenchOptions(config="smoke", workers=[-1], out=tmp_path))
     with pytest.raises(MfsrError, match="unknown loss 'lpipz'"):
         run_bench(BenchOptions(config="smoke", losses=["mse", "lpipz"], out=tmp_path))
-    with pytest.raises(MfsrError, match="--compile-mode: compile_mode must be one of"):
+    with pytest.raises(MfsrError, match="`compile_mode` must be one of"):
         run_bench(BenchOptions(config="smoke", compile_mode="turbo", out=tmp_path))

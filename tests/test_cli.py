@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 HEAVY = ("torch", "dlib", "cv2", "lpips", "torchvision")
 
 
@@ -26,3 +28,17 @@ def test_usage_errors_exit_2_without_traceback():
         out = subprocess.run([sys.executable, "-m", "mfsr", *args], capture_output=True, text=True)
         assert out.returncode == 2
         assert "Traceback" not in out.stderr and "Traceback" not in out.stdout
+
+
+def test_library_errors_name_arguments_and_the_cli_names_flags():
+    from mfsr.errors import BadArgument, MfsrError
+
+    exc = BadArgument("`batch_size` must be >= 1, got 0; or use `every_frame`")
+    assert isinstance(exc, MfsrError) and isinstance(exc, ValueError)
+    assert str(exc) == "`batch_size` must be >= 1, got 0; or use `every_frame`"
+    assert exc.with_flags() == "--batch-size must be >= 1, got 0; or use --every-frame"
+    assert exc.with_flags({"every_frame": "--all"}).endswith("or use --all")
+    from mfsr.enhance.source import register_window
+
+    with pytest.raises(BadArgument, match=r"^`register` must be one of integer, full, none"):
+        register_window([], 8, "sideways")  # the library's own words, not a flag

@@ -144,7 +144,7 @@ def test_registration_modes(clip, tmp_path):
     assert all(w["residual_lr_px"] is None for w in docs["none"]["windows"])
     full = docs["full"]["registration"]
     assert full["max_abs_residual_lr_px"] < 0.1 <= full["max_abs_shift_lr_px"]
-    with pytest.raises(MfsrError, match="--register must be one of"):
+    with pytest.raises(MfsrError, match="`register` must be one of"):
         enhance_video(clip, enhancer, tmp_path / "bad", register="sideways", **kw)
 
 

@@ -158,7 +158,7 @@ def test_bad_inputs_are_clear_errors(dataset, tmp_path):
         run(outputs=wrong)
     with pytest.raises(MfsrError, match="exactly one of --model, --baseline or --outputs"):
         run(baseline="bicubic", outputs=wrong)
-    with pytest.raises(MfsrError, match="--baseline must be"):
+    with pytest.raises(MfsrError, match="`baseline` must be"):
         run(baseline="nearest")
     with pytest.raises(MfsrError, match="test set folder not found"):
         run(data=tmp_path / "nope", baseline="bicubic")

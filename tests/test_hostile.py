@@ -396,7 +396,11 @@ OPTION_CASES = {
     "data build --seed -1": (["data", "build", "--seed", "-1"], "--seed"),
     "data build --workers 0": (["data", "build", "--workers", "0"], "--workers must be >= 1"),
     "data build --face-size 1": (["data", "build", "--face-size", "1"], "--face-size"),
-    "data from-video --seed -1": (["data", "from-video", "--seed", "-1"], "seed must be >= 0"),
+    "data from-video --seed -1": (["data", "from-video", "--seed", "-1"], "--seed must be >= 0"),
+    # the library names its arguments; the CLI shows the flag, also where the two differ
+    "data build --frames 0": (["data", "build", "--frames", "0"], "--frames must be in 1..64"),
+    "data from-video --frames 0": (["data", "from-video", "--frames", "0"], "--frames must be >="),
+    "bench --compile-mode turbo": (["bench", "--compile-mode", "turbo"], "--compile-mode must be"),
     "bench --eval-images 0": (["bench", "--eval-images", "0"], "--eval-images must be >= 1"),
     "bench --eval-images -3": (["bench", "--eval-images", "-3"], "--eval-images must be >= 1"),
 }

@@ -202,17 +202,17 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key.strip():
-            raise MfsrError(f"--set {pair!r}: expected KEY=VALUE (e.g. optim.lr=3e-4)")
+            raise MfsrError(f"setting {pair!r}: expected KEY=VALUE (e.g. optim.lr=3e-4)")
         try:
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError:
-            raise MfsrError(f"--set {pair!r}: value is not valid YAML") from None
+            raise MfsrError(f"setting {pair!r}: value is not valid YAML") from None
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise MfsrError(f"--set {pair!r}: {part} is set both as a value and a section")
+                raise MfsrError(f"setting {pair!r}: {part} is set both as a value and a section")
         node[parts[-1]] = value
     return out
 

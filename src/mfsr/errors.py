@@ -11,11 +11,26 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 
 
 class MfsrError(Exception):
     """A clear, one-line problem with the user's input or environment."""
+
+
+class BadArgument(MfsrError, ValueError):
+    """A bad argument of a library call. The message names arguments in backticks, in the
+    library's words (```batch_size` must be >= 1, got 0``); the CLI shows each as the flag that
+    sets it (``--batch-size must be >= 1, got 0``): :meth:`with_flags`."""
+
+    def with_flags(self, flags: dict[str, str] | None = None) -> str:
+        """The message with each ```name``` as ``flags[name]`` (default ``--name-with-dashes``)."""
+        flags = flags or {}
+        return _NAMED.sub(lambda m: flags.get(m[1], "--" + m[1].replace("_", "-")), str(self))
+
+
+_NAMED = re.compile(r"`(\w+)`")
 
 
 class Interrupted(KeyboardInterrupt):

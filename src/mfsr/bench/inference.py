@@ -61,7 +61,8 @@ def metrics(sr: np.ndarray, hr: np.ndarray, device: torch.device) -> dict[str, A
     process, on ``uint8 (B, H, W, 3)`` outputs and targets. ``ffr`` is dlib detection plus
     descriptor of both images (``mfsr evaluate`` caches the HR half across methods); LPIPS
     uses the AlexNet trunk (a random one of the same cost when the ImageNet file is absent)."""
-    from mfsr.metrics import LPIPSMetric, analyze_face, cpbd_batch, mse, psnr, ssim
+    from mfsr.metrics import analyze_face, cpbd_batch, mse, psnr, ssim
+    from mfsr.metrics.perceptual import LPIPSMetric
 
     n = len(sr)
     lpips_metric = LPIPSMetric("alex", device, random_trunk=True)

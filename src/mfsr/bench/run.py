@@ -26,7 +26,7 @@ import torch
 
 from mfsr import __version__
 from mfsr.config import write_text_atomic
-from mfsr.errors import MfsrError
+from mfsr.errors import BadArgument, MfsrError
 
 PAPER_LOSSES = ("mse", "charbonnier", "feature", "lpips")
 
@@ -147,9 +147,9 @@ def _checked_config(opts: BenchOptions):
     from mfsr.train.config import load_train_config
 
     if any(w < 0 for w in opts.workers):
-        raise MfsrError(f"--workers must be >= 0, got {opts.workers}")
+        raise BadArgument(f"`workers` must be >= 0, got {opts.workers}")
     if opts.eval_images is not None and opts.eval_images < 1:  # 0 meant the default before
-        raise MfsrError(f"--eval-images must be >= 1, got {opts.eval_images}")
+        raise BadArgument(f"`eval_images` must be >= 1, got {opts.eval_images}")
     for loss in opts.losses:
         parse_spec(loss)  # a misspelt --losses entry fails before any measurement
     cfg = load_train_config(opts.config, opts.sets)
@@ -157,7 +157,9 @@ def _checked_config(opts: BenchOptions):
         try:
             cfg = replace(cfg, compile=True, compile_mode=opts.compile_mode or cfg.compile_mode)
         except ValueError as exc:
-            raise MfsrError(f"--compile-mode: {exc}") from None
+            raise BadArgument(
+                str(exc).replace("compile_mode", "`compile_mode`", 1)
+            ) from None  # names the field
     return cfg
 
 

@@ -93,6 +93,13 @@ def _interruption(exc: BaseException | None) -> KeyboardInterrupt | None:
     return exc
 
 
+#: Per command, the library arguments its flags name otherwise (the rest: ``--name-with-dashes``).
+FLAGS = {
+    "enhance": {"every_frame": "--all"},
+    "data build": {"n_frames": "--frames", "write_splits": "--splits"},
+    "data from-video": {"n_frames": "--frames"},
+}
+
 _TERMINATED: list[bool] = []  # set by the SIGTERM handler
 
 
@@ -108,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
 
     Usage errors (unknown option, bad value) are reported by typer itself (exit status 2).
     """
-    from mfsr.errors import Interrupted, MfsrError, describe_os_error
+    from mfsr.errors import BadArgument, Interrupted, MfsrError, describe_os_error
 
     argv = sys.argv[1:] if argv is None else argv
     for stream in (sys.stdout, sys.stderr):  # names that are not UTF-8, even into a log file
@@ -120,7 +127,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="mfsr")
     except MfsrError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
+        flags = FLAGS.get(" ".join(argv[:2]), FLAGS.get(argv[0] if argv else "", {}))
+        line = exc.with_flags(flags) if isinstance(exc, BadArgument) else str(exc)
+        typer.secho(f"error: {line}", fg="red", err=True)
         sys.exit(2)
     except OSError as exc:
         line = "; ".join(filter(None, (describe_os_error(exc), _kept(argv))))

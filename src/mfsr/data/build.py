@@ -34,7 +34,7 @@ from mfsr.data.images import decode_rgb
 from mfsr.data.photos import SourceItem, scan_sources
 from mfsr.data.report import BuildReport
 from mfsr.data.sample import dumps_meta, remove_stale_tmp, write_sample
-from mfsr.errors import DataError, MfsrError
+from mfsr.errors import BadArgument, DataError, MfsrError
 from mfsr.locks import LOCK_NAME, folder_lock
 
 SPLITS = ("train", "val", "test")
@@ -65,27 +65,29 @@ class BuildOptions:
 
     def validate(self) -> None:
         if self.scale not in (2, 4, 8):
-            raise MfsrError(f"--scale must be 2, 4 or 8, got {self.scale}")
+            raise BadArgument(f"`scale` must be 2, 4 or 8, got {self.scale}")
         if not 1 <= self.n_frames <= 64:
-            raise MfsrError(f"--frames must be in 1..64, got {self.n_frames}")
+            raise BadArgument(f"`n_frames` must be in 1..64, got {self.n_frames}")
         if self.hr_size < self.scale * 2 or self.hr_size % self.scale:
-            raise MfsrError(f"--hr-size {self.hr_size} must be a multiple of --scale {self.scale}")
+            raise BadArgument(
+                f"`hr_size` {self.hr_size} must be a multiple of `scale` {self.scale}"
+            )
         if self.counts is not None and any(c < 0 for c in self.counts):
-            raise MfsrError(f"--counts must be >= 0, got {self.counts}")
+            raise BadArgument(f"`counts` must be >= 0, got {self.counts}")
         if self.counts is None and (min(self.proportions) < 0 or sum(self.proportions) <= 0):
             raise MfsrError(f"split proportions must be >= 0 and not all 0: {self.proportions}")
         if unknown := set(self.write_splits) - set(SPLITS):
-            raise MfsrError(f"--splits: unknown split(s) {sorted(unknown)}; use {SPLITS}")
+            raise BadArgument(f"`write_splits`: unknown split(s) {sorted(unknown)}; use {SPLITS}")
         if self.limit is not None and self.limit < 1:
-            raise MfsrError("--limit must be >= 1")
+            raise BadArgument("`limit` must be >= 1")
         if self.max_per_identity is not None and self.max_per_identity < 1:
-            raise MfsrError("--max-per-identity must be >= 1")
+            raise BadArgument("`max_per_identity` must be >= 1")
         if self.face_size < 2:
-            raise MfsrError(f"--face-size must be >= 2 px, got {self.face_size}")
+            raise BadArgument(f"`face_size` must be >= 2 px, got {self.face_size}")
         if self.workers < 1:
-            raise MfsrError(f"--workers must be >= 1, got {self.workers}")
+            raise BadArgument(f"`workers` must be >= 1, got {self.workers}")
         if self.seed < 0:
-            raise MfsrError(f"--seed must be >= 0, got {self.seed}")
+            raise BadArgument(f"`seed` must be >= 0, got {self.seed}")
         if not 0 < self.max_upscale < math.inf:  # also refuses NaN
             raise MfsrError(
                 f"--max-upscale must be a positive finite number, got {self.max_upscale}"
@@ -171,9 +173,9 @@ def _prepare_out(opts: BuildOptions, settings: dict) -> None:
                     target.unlink()
         elif old != settings:
             changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-            raise MfsrError(
+            raise BadArgument(
                 f"{out}: already holds a dataset built with other settings ({', '.join(changed)}"
-                " differ); use --overwrite or another --out"
+                " differ); use `overwrite` or another `out`"
             )
     elif out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
         raise MfsrError(
@@ -245,7 +247,7 @@ def build_dataset(
     opts = replace(opts, source=Path(opts.source), out=Path(opts.out))
     if opts.out.resolve().is_relative_to(opts.source.resolve()):
         # a rerun would read the samples as photos: identities leaking across the splits
-        raise MfsrError(f"--out {opts.out}: is inside --source {opts.source}; choose another")
+        raise BadArgument(f"`out` {opts.out}: is inside `source` {opts.source}; choose another")
     settings = opts.settings()
     items = scan_sources(opts, report, scan_progress)
     if not items:
@@ -285,9 +287,9 @@ def _write_dataset(
         except (OSError, json.JSONDecodeError):
             same = False
         if not same:
-            raise MfsrError(
+            raise BadArgument(
                 f"{opts.out}: the source photos changed since this dataset was built (the splits "
-                "would differ); use --overwrite or another --out"
+                "would differ); use `overwrite` or another `out`"
             )
     _write_json(opts.out / "dataset.json", settings)
     _write_json(splits_path, split_table)
@@ -325,9 +327,9 @@ def _run_jobs(jobs, opts: BuildOptions, report: BuildReport, progress) -> None:
                 if progress:
                     progress(done, len(jobs))
     except BrokenProcessPool:
-        raise MfsrError(
+        raise BadArgument(
             f"data build: a worker process died abruptly (the system stops processes that run "
             f"out of memory); the {sum(report.written.values()) + sum(report.kept.values())} "
             f"samples finished so far are kept in {opts.out}: run the same command again, with "
-            "fewer --workers"
+            "fewer `workers`"
         ) from None

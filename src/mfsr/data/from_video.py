@@ -39,7 +39,7 @@ from mfsr.data.track import (
 )
 from mfsr.data.video import MODES, Progress, Track, UndecodableVideo, iter_frames, track_face
 from mfsr.data.video_folder import check_ids_free, check_settings
-from mfsr.errors import DataError, MfsrError
+from mfsr.errors import BadArgument, DataError
 from mfsr.faces import DEFAULT_KEEP_SCORE, DEFAULT_MIN_SCORE
 from mfsr.locks import locked
 
@@ -57,23 +57,23 @@ def _check_args(
     seed: int,
 ) -> None:
     if seed < 0:
-        raise MfsrError(f"seed must be >= 0, got {seed}")
+        raise BadArgument(f"`seed` must be >= 0, got {seed}")
     if mode not in MODES:
-        raise MfsrError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise BadArgument(f"`mode` must be one of {', '.join(MODES)}, got {mode!r}")
     if border not in BORDERS:
-        raise MfsrError(f"border must be one of {', '.join(BORDERS)}, got {border!r}")
+        raise BadArgument(f"`border` must be one of {', '.join(BORDERS)}, got {border!r}")
     if n_frames < 1:
-        raise MfsrError(f"n_frames must be >= 1, got {n_frames}")
+        raise BadArgument(f"`n_frames` must be >= 1, got {n_frames}")
     if scale < 1 or hr_size < scale or hr_size % scale:
-        raise MfsrError(f"hr_size {hr_size} must be a positive multiple of the scale {scale}")
+        raise BadArgument(f"`hr_size` {hr_size} must be a positive multiple of `scale` {scale}")
     if stride < 1:
-        raise MfsrError(f"stride must be >= 1, got {stride}")
+        raise BadArgument(f"`stride` must be >= 1, got {stride}")
     if not (enlarge > 0 and math.isfinite(enlarge)):
-        raise MfsrError(f"enlarge must be a positive number, got {enlarge}")
+        raise BadArgument(f"`enlarge` must be a positive number, got {enlarge}")
     if max_frames is not None and max_frames < 1:
-        raise MfsrError(f"max_frames must be >= 1, got {max_frames}")
+        raise BadArgument(f"`max_frames` must be >= 1, got {max_frames}")
     if not split or safe_id(split) != split:
-        raise MfsrError(f"split name {split!r} must be a plain folder name (letters, digits, ._-)")
+        raise BadArgument(f"`split` {split!r} must be a plain folder name (letters, digits, ._-)")
 
 
 def _source_meta(track: Track, window: range) -> dict[str, Any]:

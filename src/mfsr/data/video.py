@@ -39,7 +39,7 @@ from mfsr.data.track import (
     segment_track,
     smooth_crops,
 )
-from mfsr.errors import DataError, MfsrError
+from mfsr.errors import BadArgument, DataError
 from mfsr.faces import DEFAULT_KEEP_SCORE, DEFAULT_MIN_SCORE, Face, detect_faces
 
 DETECT_MAX_SIDE = 960  # larger frames are shrunk for detection only (speed); boxes scaled back
@@ -222,9 +222,9 @@ def track_face(
     :class:`UndecodableVideo` for missing or undecodable files.
     """
     if not 0.0 < downscale <= 1.0:
-        raise MfsrError(f"--downscale must be in (0, 1], got {downscale}")
+        raise BadArgument(f"`downscale` must be in (0, 1], got {downscale}")
     if upsample is not None and not 0 <= upsample <= 3:
-        raise MfsrError(f"--upsample must be 0, 1, 2 or 3, got {upsample}")
+        raise BadArgument(f"`upsample` must be 0, 1, 2 or 3, got {upsample}")
     video = Path(video)
     threshold = min(min_score, keep_score)
     best = None

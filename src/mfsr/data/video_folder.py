@@ -15,7 +15,7 @@ from typing import Any
 
 from mfsr.config import write_text_atomic
 from mfsr.data.sample import META_NAME
-from mfsr.errors import MfsrError
+from mfsr.errors import BadArgument, MfsrError
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -45,9 +45,9 @@ def check_settings(out: Path, settings: dict[str, Any]) -> None:
     saved = saved if isinstance(saved, dict) else {}
     changed = sorted(k for k in settings.keys() | saved.keys() if saved.get(k) != settings.get(k))
     if changed:
-        raise MfsrError(
-            f"--out {out}: holds sequences made with other settings ({', '.join(changed)}; see "
-            f"{SETTINGS_NAME}); use the same settings or another --out"
+        raise BadArgument(
+            f"`out` {out}: holds sequences made with other settings ({', '.join(changed)}; see "
+            f"{SETTINGS_NAME}); use the same settings or another `out`"
         )
 
 

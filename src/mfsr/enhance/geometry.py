@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from mfsr.errors import MfsrError
+from mfsr.errors import BadArgument, MfsrError
 
 #: Below this many clip px per LR px the face is too small (the crop would be upsampled > 4/3).
 MIN_RATIO = 0.75
@@ -45,16 +45,16 @@ def round_multiple(value: float, multiple: int, mode: str = "nearest") -> int:
     return max(k, low) * multiple
 
 
-def check_lr_size(lr_size: int, multiple: int, where: str = "--lr-size") -> None:
+def check_lr_size(lr_size: int, multiple: int) -> None:
     """Raise :class:`MfsrError` unless ``lr_size`` >= MIN_LR_SIZE and divisible by
     ``multiple`` (the U-Net needs LR sides divisible by ``2**(depth-1)``)."""
     if lr_size < MIN_LR_SIZE:
-        raise MfsrError(f"{where} must be at least {MIN_LR_SIZE} px, got {lr_size}")
+        raise BadArgument(f"`lr_size` must be at least {MIN_LR_SIZE} px, got {lr_size}")
     if lr_size % multiple:
         down = round_multiple(lr_size, multiple, "down")
         up = round_multiple(lr_size, multiple, "up")
-        raise MfsrError(
-            f"{where} {lr_size} is not a multiple of {multiple} (the model's U-Net halves the "
+        raise BadArgument(
+            f"`lr_size` {lr_size} is not a multiple of {multiple} (the model's U-Net halves the "
             f"LR side {int(math.log2(multiple))} times); use {down} or {up}"
         )
 
@@ -167,9 +167,9 @@ def select_windows(
     """
     modes = [every is not None, bool(at), every_frame]
     if sum(modes) > 1:
-        raise MfsrError("give at most one of --every, --at and --all")
+        raise BadArgument("give at most one of `every`, `at` and `every_frame`")
     if every is not None and every < 1:
-        raise MfsrError(f"--every must be >= 1, got {every}")
+        raise BadArgument(f"`every` must be >= 1, got {every}")
     warnings: list[str] = []
     if not at:
         stride = 1 if every_frame else (every or n_frames)
@@ -177,17 +177,17 @@ def select_windows(
             range(s, s + n_frames) for a, b in segments for s in range(a, b - n_frames + 1, stride)
         ], warnings
     if fps is None:
-        raise MfsrError("--at needs the clip's frame rate, which the file does not state")
+        raise BadArgument("`at` needs the clip's frame rate, which the file does not state")
     candidates = all_windows(segments, n_frames)
     ref = n_frames // 2
     chosen: dict[int, range] = {}
     for t in at:
         if not math.isfinite(t):
-            raise MfsrError(f"--at must be a time in seconds, got {t}")
+            raise BadArgument(f"`at` must be a time in seconds, got {t}")
         frame = round(t * fps)
         if t < 0 or frame >= n_decoded:
-            raise MfsrError(
-                f"--at {t:g} s is outside the clip (0 to {n_decoded / fps:.2f} s, "
+            raise BadArgument(
+                f"`at` {t:g} s is outside the clip (0 to {n_decoded / fps:.2f} s, "
                 f"{n_decoded} frames at {fps:g} fps)"
             )
         if not candidates:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from mfsr.enhance.geometry import check_lr_size
-from mfsr.errors import MfsrError
+from mfsr.errors import BadArgument, MfsrError
 from mfsr.weights import file_sha256
 
 BASELINES = ("bicubic", "classical")
@@ -99,9 +99,11 @@ def pick_device(device: str) -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise MfsrError(f"--device: unknown device {device!r} (auto, cpu, cuda, cuda:0)") from None
+        raise BadArgument(
+            f"`device`: unknown device {device!r} (auto, cpu, cuda, cuda:0)"
+        ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise MfsrError(f"--device {device}: CUDA is not available here; use --device cpu")
+        raise BadArgument(f"`device` {device}: CUDA is not available here; use `device` cpu")
     return dev
 
 
@@ -166,14 +168,14 @@ def load_enhancer(
     from mfsr.models import SCALES
 
     if (model is None) == (baseline is None):
-        raise MfsrError(
-            "give exactly one of --model CHECKPOINT (a run folder or .safetensors file) "
-            f"or --baseline {'|'.join(BASELINES)}"
+        raise BadArgument(
+            "give exactly one of `model` CHECKPOINT (a run folder or .safetensors file) "
+            f"or `baseline` {'|'.join(BASELINES)}"
         )
     if scale is not None and scale not in SCALES:
-        raise MfsrError(f"--scale must be one of {', '.join(map(str, SCALES))}, got {scale}")
+        raise BadArgument(f"`scale` must be one of {', '.join(map(str, SCALES))}, got {scale}")
     if n_frames is not None and not 1 <= n_frames <= 16:
-        raise MfsrError(f"--n-frames must be in 1..16, got {n_frames}")
+        raise BadArgument(f"`n_frames` must be in 1..16, got {n_frames}")
     dev = pick_device(device)
     if baseline is not None:
         net, cfg, label, multiple, info = _baseline(baseline, n_frames, scale, dev)
@@ -202,7 +204,7 @@ def _baseline(name: str, n_frames: int | None, scale: int | None, dev: torch.dev
     from mfsr.models import ModelConfig, build_model
 
     if name not in BASELINES:
-        raise MfsrError(f"--baseline must be one of {', '.join(BASELINES)}, got {name!r}")
+        raise BadArgument(f"`baseline` must be one of {', '.join(BASELINES)}, got {name!r}")
     cfg = ModelConfig(
         name=name, n_frames=n_frames or BASELINE_FRAMES, scale=scale or BASELINE_SCALE
     )

@@ -27,7 +27,7 @@ from mfsr.data.video import Track
 from mfsr.enhance.geometry import SizeCheck
 from mfsr.enhance.model import Enhancer
 from mfsr.enhance.source import MAX_SHIFT, WindowCrops
-from mfsr.errors import MfsrError
+from mfsr.errors import BadArgument
 from mfsr.weights import file_sha256
 
 JSON_NAME = "enhance.json"
@@ -41,12 +41,12 @@ def check_out(out: Path, overwrite: bool) -> list[Path]:
     not ``overwrite``, or if ``out`` is a file. Faces without ``enhance.json`` are an enhance
     stopped part-way: they are returned for replacing, so a rerun completes the folder."""
     if out.exists() and not out.is_dir():
-        raise MfsrError(f"--out {out}: exists and is not a folder")
+        raise BadArgument(f"`out` {out}: exists and is not a folder")
     old = [p for pattern in PATTERNS for p in out.glob(pattern)] if out.is_dir() else []
     if (out / JSON_NAME).is_file() and not overwrite:
-        raise MfsrError(
-            f"--out {out}: already holds an enhance result ({JSON_NAME} and "
-            f"{len(old) - 1} image(s)); use --overwrite to replace it, or another folder"
+        raise BadArgument(
+            f"`out` {out}: already holds an enhance result ({JSON_NAME} and "
+            f"{len(old) - 1} image(s)); use `overwrite` to replace it, or another folder"
         )
     return old
 

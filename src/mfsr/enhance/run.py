@@ -49,7 +49,7 @@ from mfsr.enhance.source import (
     iter_windows,
     measure_shifts,
 )
-from mfsr.errors import MfsrError
+from mfsr.errors import BadArgument, MfsrError
 from mfsr.locks import locked
 
 Warn = Callable[[str], None]
@@ -210,11 +210,13 @@ def _checked_options(
     if batch_size is None:
         batch_size = DEFAULT_BATCH["cuda" if enhancer.device.type == "cuda" else "cpu"]
     if batch_size < 1:
-        raise MfsrError(f"--batch-size must be >= 1, got {batch_size}")
+        raise BadArgument(f"`batch_size` must be >= 1, got {batch_size}")
     if register not in REGISTER_MODES:
-        raise MfsrError(f"--register must be one of {', '.join(REGISTER_MODES)}, got {register!r}")
+        raise BadArgument(
+            f"`register` must be one of {', '.join(REGISTER_MODES)}, got {register!r}"
+        )
     if max_frames is not None and max_frames < 1:
-        raise MfsrError(f"--max-frames must be >= 1, got {max_frames}")
+        raise BadArgument(f"`max_frames` must be >= 1, got {max_frames}")
     return batch_size
 
 

@@ -46,7 +46,7 @@ from mfsr.data.track import (
     render_crop,
 )
 from mfsr.data.video import Track, VideoReader, shrink
-from mfsr.errors import MfsrError
+from mfsr.errors import BadArgument, MfsrError
 
 #: Largest residual shift (LR px) corrected by re-rendering; larger ones are unreliable.
 MAX_SHIFT = 3.0
@@ -121,7 +121,9 @@ def register_window(patches: list[Patch], lr_size: int, register: str = "integer
     (``integer``), exact (``full``) or not at all (``none``); see the module docstring.
     ``frames`` of the result is a placeholder ``range(len(patches))``."""
     if register not in REGISTER_MODES:
-        raise MfsrError(f"--register must be one of {', '.join(REGISTER_MODES)}, got {register!r}")
+        raise BadArgument(
+            f"`register` must be one of {', '.join(REGISTER_MODES)}, got {register!r}"
+        )
     stack = np.stack([p.render(lr_size) for p in patches])
     shifts = measure_shifts(stack)
     crops = [p.crop for p in patches]

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from mfsr.errors import MfsrError
+from mfsr.errors import BadArgument, MfsrError
 from mfsr.evaluate.sources import Exclusion, FolderOutputs, Sample
 from mfsr.locks import folder_lock
 from mfsr.metrics.ffr import DescriptorCache, FaceAnalysis, cache_key
@@ -69,21 +69,21 @@ class EvalOptions:
     def validate(self) -> None:
         given = [n for n in ("model", "baseline", "outputs") if getattr(self, n) is not None]
         if len(given) != 1:
-            raise MfsrError("give exactly one of --model, --baseline or --outputs")
+            raise BadArgument("give exactly one of `model`, `baseline` or `outputs`")
         if self.batch_size < 1:
-            raise MfsrError(f"--batch-size must be >= 1, got {self.batch_size}")
+            raise BadArgument(f"`batch_size` must be >= 1, got {self.batch_size}")
         if self.workers < 0:
-            raise MfsrError(f"--workers must be >= 0, got {self.workers}")
+            raise BadArgument(f"`workers` must be >= 0, got {self.workers}")
         if self.torch_threads is not None and self.torch_threads < 1:
-            raise MfsrError(f"--torch-threads must be >= 1, got {self.torch_threads}")
+            raise BadArgument(f"`torch_threads` must be >= 1, got {self.torch_threads}")
         if not math.isfinite(self.faces.min_score):
-            raise MfsrError(f"--min-score must be a finite number, got {self.faces.min_score}")
+            raise BadArgument(f"`min_score` must be a finite number, got {self.faces.min_score}")
         if not 0 < self.faces.threshold < math.inf:  # also refuses NaN
-            raise MfsrError(
-                f"--threshold must be a positive finite distance, got {self.faces.threshold}"
+            raise BadArgument(
+                f"`threshold` must be a positive finite distance, got {self.faces.threshold}"
             )
         if self.lpips_net not in (None, "alex", "vgg"):
-            raise MfsrError(f"--lpips-net must be 'alex' or 'vgg', got {self.lpips_net!r}")
+            raise BadArgument(f"`lpips_net` must be 'alex' or 'vgg', got {self.lpips_net!r}")
 
 
 @dataclass
@@ -196,13 +196,13 @@ def _check_out(opts: EvalOptions) -> None:
     for name in ("data", "outputs"):  # a later evaluation would read the results as samples
         inside = getattr(opts, name)
         if inside is not None and out.resolve().is_relative_to(Path(inside).resolve()):
-            raise MfsrError(f"--out {out}: is inside --{name} {inside}; choose another folder")
+            raise BadArgument(f"`out` {out}: is inside `{name}` {inside}; choose another folder")
     if out.exists() and not out.is_dir():
-        raise MfsrError(f"--out {out}: exists and is not a folder")
+        raise BadArgument(f"`out` {out}: exists and is not a folder")
     if (out / "summary.json").is_file() and not opts.overwrite:
-        raise MfsrError(
-            f"--out {out}: already holds an evaluation (summary.json); "
-            "use --overwrite to replace it, or another folder"
+        raise BadArgument(
+            f"`out` {out}: already holds an evaluation (summary.json); "
+            "use `overwrite` to replace it, or another folder"
         )
 
 
@@ -279,9 +279,9 @@ def _evaluate(opts: EvalOptions, progress: Progress | None) -> EvalResult:
         scoring.run(read_samples(dataset, indices), claimed, progress)
         scorer.finish()
     except BrokenProcessPool:
-        raise MfsrError(
+        raise BadArgument(
             "evaluate: a metric worker process died abruptly (the system stops processes that "
-            "run out of memory); nothing was written: run again with fewer --workers (0: none)"
+            "run out of memory); nothing was written: run again with fewer `workers` (0: none)"
         ) from None
     finally:
         if pool is not None:

@@ -21,7 +21,7 @@ import torch
 
 from mfsr.data.dataset import SequenceDataset
 from mfsr.data.images import IMAGE_SUFFIXES, read_rgb
-from mfsr.errors import DataError, MfsrError
+from mfsr.errors import BadArgument, DataError, MfsrError
 
 
 @dataclass(frozen=True)
@@ -55,9 +55,9 @@ def resolve_test_set(data: str | os.PathLike, split: str = "test") -> Path:
         if (data / split).is_dir():
             return data / split
         have = sorted(p.name for p in data.iterdir() if p.is_dir() and not p.name.startswith("."))
-        raise MfsrError(
+        raise BadArgument(
             f"{data}: this dataset has no '{split}' split (it has: {', '.join(have) or 'none'}); "
-            "choose one with --split"
+            "choose one with `split`"
         )
     return data
 
@@ -93,7 +93,7 @@ def open_test_set(
             exclusions.append(Exclusion(sample.id, "wrong number of frames", detail))
     if limit is not None:
         if limit < 1:
-            raise MfsrError(f"--limit must be >= 1, got {limit}")
+            raise BadArgument(f"`limit` must be >= 1, got {limit}")
         indices = indices[:limit]
         exclusions = []
     claimed = len(indices) + len(exclusions)
@@ -155,14 +155,14 @@ def baseline_model(name: str, first: Sample) -> tuple[torch.nn.Module, dict[str,
     from mfsr.models import ModelConfig, build_model
 
     if name not in ("bicubic", "classical"):
-        raise MfsrError(f"--baseline must be 'bicubic' or 'classical', got {name!r}")
+        raise BadArgument(f"`baseline` must be 'bicubic' or 'classical', got {name!r}")
     n, _, h, w = first.frames.shape
     if first.hr.shape[0] % h or first.hr.shape[0] // h != first.hr.shape[1] // w:
         raise MfsrError(f"sample {first.id}: HR is not an integer multiple of the LR size")
     try:
         cfg = ModelConfig(name=name, scale=first.hr.shape[0] // h, n_frames=n)
     except ValueError as exc:
-        raise MfsrError(f"--baseline {name}: {exc} (from sample {first.id})") from None
+        raise BadArgument(f"`baseline` {name}: {exc} (from sample {first.id})") from None
     return build_model(cfg), to_dict(cfg)
 
 

@@ -14,50 +14,41 @@ Batches are torch tensors ``(B, 3, H, W)`` (float in [0, 1], quantised to 8 bits
 first, or uint8) or NumPy ``uint8 (B, H, W, 3)`` arrays; results are float64 ``(B,)``. All
 conventions are in ``docs/metrics.md``.
 
-Names are imported lazily (``from mfsr.metrics import psnr`` imports only what it needs), so
-worker processes that compute the NumPy metrics never import torch.
+The package re-exports the torch-free names below, so worker processes that compute the NumPy
+metrics never import torch; import ``LPIPSMetric``/``lpips`` from :mod:`.perceptual` and
+``psnr_ssim`` from :mod:`.device`.
 """
 
-from __future__ import annotations
+from mfsr.metrics.ffr import (
+    DescriptorCache,
+    FaceAnalysis,
+    analyze_face,
+    ffr_summary,
+    verification_curve,
+)
+from mfsr.metrics.pixel import PSNR_CAP_DB, mse, psnr, ssim, to_uint8_images
+from mfsr.metrics.sharpness import cpbd, cpbd_batch, sharpness_difference
+from mfsr.metrics.stats import bootstrap_ci, mean_ci
+from mfsr.metrics.table import COLUMNS, FaceSettings, image_metrics, per_image_table
 
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "to_uint8_images": "pixel",
-    "mse": "pixel",
-    "psnr": "pixel",
-    "ssim": "pixel",
-    "PSNR_CAP_DB": "pixel",
-    "cpbd": "sharpness",
-    "cpbd_batch": "sharpness",
-    "sharpness_difference": "sharpness",
-    "LPIPSMetric": "perceptual",
-    "lpips": "perceptual",
-    "FaceAnalysis": "ffr",
-    "DescriptorCache": "ffr",
-    "analyze_face": "ffr",
-    "ffr_summary": "ffr",
-    "verification_curve": "ffr",
-    "bootstrap_ci": "stats",
-    "mean_ci": "stats",
-    "COLUMNS": "table",
-    "FaceSettings": "table",
-    "image_metrics": "table",
-    "per_image_table": "table",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        module = importlib.import_module(f"mfsr.metrics.{_EXPORTS[name]}")
-        value = getattr(module, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'mfsr.metrics' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__all__ = [
+    "COLUMNS",
+    "PSNR_CAP_DB",
+    "DescriptorCache",
+    "FaceAnalysis",
+    "FaceSettings",
+    "analyze_face",
+    "bootstrap_ci",
+    "cpbd",
+    "cpbd_batch",
+    "ffr_summary",
+    "image_metrics",
+    "mean_ci",
+    "mse",
+    "per_image_table",
+    "psnr",
+    "sharpness_difference",
+    "ssim",
+    "to_uint8_images",
+    "verification_curve",
+]

@@ -76,20 +76,6 @@ class ModelConfig:
             raise ValueError(f"residual must be true or false, got {self.residual!r}")
 
 
-def _unet_geu(cfg: ModelConfig) -> nn.Module:
-    return UNetGEU(
-        n_frames=cfg.n_frames,
-        scale=cfg.scale,
-        in_channels=cfg.in_channels,
-        width=cfg.width,
-        depth=cfg.depth,
-        n_geu=cfg.n_geu,
-        fusion=cfg.fusion,
-        residual=cfg.residual,
-        back_projection=cfg.back_projection,
-    )
-
-
 def _bicubic(cfg: ModelConfig) -> nn.Module:
     return Bicubic(cfg.scale)
 
@@ -100,7 +86,7 @@ def _classical(cfg: ModelConfig) -> nn.Module:
 
 #: Model name -> builder. A plain dict: register a model by adding an entry.
 MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
-    "unet_geu": _unet_geu,
+    "unet_geu": UNetGEU,
     "bicubic": _bicubic,
     "classical": _classical,
 }

@@ -26,13 +26,16 @@ divisible by ``2**(depth-1)``. Output ``(B, C, s*h, s*w)``: **not clamped in tra
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mfsr.models.fusion import RegisteredFusion
+
+if TYPE_CHECKING:  # a type only: mfsr.models imports this module
+    from mfsr.models import ModelConfig
 
 Fusion = Literal["early", "shared", "registered"]
 FUSIONS: tuple[str, ...] = ("early", "shared", "registered")
@@ -66,60 +69,37 @@ class GEU(nn.Module):
 
 
 class UNetGEU(nn.Module):
-    """Multi-frame U-Net+GEU super-resolution network (see the module docstring).
-
-    Args:
-        n_frames: frames per input sequence N (the reference is frame ``N // 2``).
-        scale: upscaling factor s, a power of two (2, 4, 8).
-        in_channels: channels per frame C (3 for RGB); the output has C channels too.
-        width: channels at the first U-Net level (level ``i`` has ``width * 2**i``).
-        depth: U-Net levels (``depth - 1`` poolings); input sides must divide by
-            ``2**(depth-1)``.
-        n_geu: GEU blocks at the bottleneck (0 = a plain U-Net).
-        fusion: ``"early"``, ``"shared"`` or ``"registered"`` (see the module docstring).
-        residual: add the bicubic upsampling of the reference frame (``registered``: the
-            classical multi-frame estimate) to the output.
-        back_projection: back-projection steps of ``registered``'s classical estimate.
+    """Multi-frame U-Net+GEU super-resolution network (see the module docstring), sized by a
+    :class:`mfsr.models.ModelConfig`, which checks every field when it is made (the one place
+    they are validated). Its fields used here: ``n_frames`` N (the reference is frame
+    ``N // 2``), ``scale`` s, ``in_channels`` C (the output has C too), ``width`` (channels at
+    level ``i``: ``width * 2**i``), ``depth`` (input sides divide by ``2**(depth-1)``),
+    ``n_geu`` (0 = a plain U-Net), ``fusion``, ``residual`` (add the bicubic reference, or
+    ``registered``'s classical estimate) and ``back_projection``.
     """
 
-    def __init__(
-        self,
-        n_frames: int = 7,
-        scale: int = 8,
-        in_channels: int = 3,
-        width: int = 64,
-        depth: int = 4,
-        n_geu: int = 3,
-        fusion: Fusion = "early",
-        residual: bool = True,
-        back_projection: int = 1,
-    ) -> None:
+    def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        if scale < 2 or scale & (scale - 1):
-            raise ValueError(f"scale must be a power of two >= 2, got {scale}")
-        if fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
-        for field, value in (("n_frames", n_frames), ("width", width), ("depth", depth)):
-            if value < 1:
-                raise ValueError(f"{field} must be >= 1, got {value}")
+        n_frames, scale, in_channels, width = cfg.n_frames, cfg.scale, cfg.in_channels, cfg.width
         self.n_frames, self.scale, self.in_channels = n_frames, scale, in_channels
-        self.depth, self.fusion, self.residual = depth, fusion, residual
-        if fusion == "early":
+        self.depth, self.fusion, self.residual = cfg.depth, cfg.fusion, cfg.residual
+        if cfg.fusion == "early":
             stem = nn.Conv2d(n_frames * in_channels, width, 3, padding=1)
             self.head = nn.Sequential(stem, _act())
             self.fuse = nn.Identity()
-        elif fusion == "shared":
+        elif cfg.fusion == "shared":
             self.head = conv_block(in_channels, width)  # shared weights, run once per frame
             self.fuse = nn.Sequential(nn.Conv2d(n_frames * width, width, 1), _act())
         else:
-            self.head = RegisteredFusion(n_frames, scale, in_channels, width, back_projection)
+            self.head = RegisteredFusion(n_frames, scale, in_channels, width, cfg.back_projection)
             self.fuse = nn.Identity()
+        depth = cfg.depth
         chans = [width * 2**i for i in range(depth)]
         self.encoder = nn.ModuleList(
             [conv_block(width, chans[0])]
             + [conv_block(chans[i - 1], chans[i]) for i in range(1, depth)]
         )
-        self.geu = nn.Sequential(*[GEU(chans[-1]) for _ in range(n_geu)])
+        self.geu = nn.Sequential(*[GEU(chans[-1]) for _ in range(cfg.n_geu)])
         self.up = nn.ModuleList(
             [nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2) for i in range(depth - 1)]
         )

@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from mfsr.config import read_yaml, to_dict, with_defaults, write_text_atomic
-from mfsr.errors import MfsrError
+from mfsr.errors import BadArgument, MfsrError
 from mfsr.train.checkpoint import read_checkpoint, read_init_weights
 from mfsr.train.config import CUDA_GRAPH_MODES, TrainConfig
 from mfsr.train.data import (
@@ -121,9 +121,9 @@ def check_run_dir(cfg: TrainConfig, resume: bool) -> dict | None:
             raise MfsrError(f"{run_dir}: config differs from the run's ({', '.join(keys)})")
         return {"path": last}
     if last.exists():
-        raise MfsrError(
-            f"{run_dir}: a run with checkpoints already exists; add --resume to continue it or "
-            "choose another name (--name or --set name=...)"
+        raise BadArgument(
+            f"{run_dir}: a run with checkpoints already exists; add `resume` to continue it or "
+            "choose another `name`"
         )
     return None
 
