@@ -7,15 +7,7 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-LFW = SHARED / "lfw" / "images_deepfunneled"
-VIDEOS = SHARED / "video-voxceleb2"
-
-
-def require(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"shared data not found at {path} (CI always has ../shared/data)")
-    return path
+from helpers import LFW, refuse_download, require
 
 
 @pytest.fixture(scope="session")
@@ -65,14 +57,10 @@ def tiny_dataset(tmp_path_factory, lfw_subset):
     return build
 
 
-def _refuse_download(*args, **kwargs):
-    raise AssertionError("tests must not touch the network")
-
-
 @pytest.fixture
 def no_torch_hub_network(monkeypatch):
     """torch.hub downloads raise (used by the loss and weight tests, autouse there)."""
     import torch
 
-    monkeypatch.setattr(torch.hub, "download_url_to_file", _refuse_download)
-    monkeypatch.setattr(torch.hub, "urlopen", _refuse_download)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse_download)
+    monkeypatch.setattr(torch.hub, "urlopen", refuse_download)

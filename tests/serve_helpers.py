@@ -13,8 +13,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-CLIP = SHARED / "video-voxceleb2" / "Input_00002.mp4"
+from helpers import VIDEOS
+
+CLIP = VIDEOS / "Input_00002.mp4"
 
 
 class Served:

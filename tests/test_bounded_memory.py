@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import VIDEOS, require
+from helpers import VIDEOS, require
 
 WIDTH, HEIGHT, ZOOM = 1280, 720, 3.0
 FRAME_MB = WIDTH * HEIGHT * 3 / 2**20

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import overrides
 from mfsr.train.checkpoint import read_checkpoint, split_prefix
-from test_train import overrides
 
 STEPS = 24  # epochs=6 x steps_per_epoch=4
 

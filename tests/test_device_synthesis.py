@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import model_tensors, overrides
 from mfsr.data import degrade
 from mfsr.data.dataset import collate
 from mfsr.data.device_synthesis import plan_sequence, plan_shapes, synthesize_batch
@@ -15,7 +16,6 @@ from mfsr.data.images import read_rgb
 from mfsr.errors import MfsrError
 from mfsr.train.config import load_train_config
 from mfsr.train.loop import train
-from test_train import model_tensors, overrides
 
 HR, SCALE, N = 256, 8, 7  # the paper geometry
 

@@ -12,17 +12,13 @@ import torch
 import typer
 from typer.testing import CliRunner
 
+from helpers import CLIP, tiny_checkpoint
 from mfsr.cli.enhance import enhance
-from mfsr.config import to_dict
 from mfsr.data.images import read_rgb, write_png
 from mfsr.enhance import enhance_frames, enhance_video, load_enhancer
 from mfsr.enhance.geometry import check_face_size, frame_plan, select_windows
 from mfsr.errors import MfsrError
-from mfsr.models import ModelConfig, build_model
-from mfsr.train.checkpoint import save_checkpoint
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-CLIP = SHARED / "video-voxceleb2" / "Audio_Source_00086.mp4"  # 224 px, face box ~150 px
 SMALL = 0.213  # --downscale: face box ~32 px, like low-definition footage
 FAST = ["--threads", "1", "--max-frames", "24"]
 
@@ -41,15 +37,6 @@ def clip() -> Path:
     if not CLIP.exists():
         pytest.skip(f"shared data not found at {CLIP} (CI always has ../shared/data)")
     return CLIP
-
-
-def tiny_checkpoint(path: Path, n_frames: int, scale: int = 4) -> Path:
-    torch.manual_seed(0)
-    cfg = ModelConfig(name="unet_geu", n_frames=n_frames, scale=scale, width=4, depth=2, n_geu=1)
-    model = build_model(cfg)
-    tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
-    save_checkpoint(path, tensors, {"model_config": to_dict(cfg)})
-    return path
 
 
 @pytest.fixture(scope="module")

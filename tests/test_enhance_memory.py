@@ -12,12 +12,12 @@ import torch
 from torch import nn
 
 import mfsr.enhance.memory as memory
+from helpers import CLIP, tiny_checkpoint
 from mfsr.enhance import enhance_frames, enhance_video, load_enhancer
 from mfsr.enhance.memory import USABLE, BatchCalls, fit_batch, memory_model, window_peak_bytes
 from mfsr.enhance.model import Enhancer
 from mfsr.errors import MfsrError
 from mfsr.models import ModelConfig, build_model
-from test_enhance import CLIP, tiny_checkpoint
 
 CPU = torch.device("cpu")
 

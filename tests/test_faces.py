@@ -11,14 +11,13 @@ import cv2
 import numpy as np
 import pytest
 
+from helpers import CLIP, LFW
 from mfsr import faces
 from mfsr.data.images import read_rgb
 from mfsr.errors import MfsrError
 from mfsr.faces import DEFAULT_MIN_SCORE, Face, detect_faces, model_path
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-LFW_PHOTO = SHARED / "lfw" / "images_deepfunneled" / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg"
-CLIP = SHARED / "video-voxceleb2" / "Audio_Source_00086.mp4"
+LFW_PHOTO = LFW / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg"
 
 
 def need(path: Path) -> Path:

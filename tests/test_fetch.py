@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cli_helpers import assert_one_line_error, run
+from helpers import assert_one_line_error, run
 from mfsr.data.fetch import fetch_dataset, locate, resolve_source
 from mfsr.errors import MfsrError
 

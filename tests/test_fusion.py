@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import lfw_sequences, psnr
 from mfsr.models import ModelConfig, build_model
 from mfsr.models.baselines import Bicubic, ClassicalFusion
 from mfsr.models.fusion import RegisteredFusion
 from mfsr.models.registration import register, shift_image, simulate_frames
-from test_models import lfw_sequences, psnr
 
 SMALL = dict(width=8, depth=2, n_geu=1)
 

@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 import hostile_corpus as hc
-from cli_helpers import assert_no_complete_output, assert_one_line_error, run
-from conftest import LFW, VIDEOS, require
+from helpers import LFW, VIDEOS, assert_no_complete_output, assert_one_line_error, require, run
 from mfsr.data.images import write_png
 from mfsr.study.config import STUDY_PRESETS
 from mfsr.train.config import TRAIN_PRESETS
@@ -159,7 +158,7 @@ def test_frames(case, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    from test_enhance import tiny_checkpoint
+    from helpers import tiny_checkpoint
 
     root = tmp_path_factory.mktemp("hostile checkpoints")
     good = tiny_checkpoint(root / "good.safetensors", 7)
@@ -486,7 +485,7 @@ def resume_data(tiny_dataset):
 
 @pytest.mark.parametrize("name", sorted(RESUME_CASES))
 def test_resume_a_damaged_run(name, resume_data, tmp_path, capsys):
-    from test_train import overrides
+    from helpers import overrides
 
     damage, fragment = RESUME_CASES[name]
     args = ["train", "--config", "smoke"]

@@ -15,8 +15,7 @@ import time
 
 import pytest
 
-from conftest import LFW, require
-from test_train import overrides
+from helpers import LFW, overrides, require
 
 
 def _start(*args: object) -> subprocess.Popen:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers import overrides
 from mfsr.errors import MfsrError
 from mfsr.locks import LOCK_NAME, folder_lock
-from test_train import overrides
 
 HOLD = """import sys, time; from pathlib import Path; from mfsr.locks import folder_lock
 with folder_lock(Path(sys.argv[1]), "test"):

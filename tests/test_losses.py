@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from conftest import _refuse_download
+from helpers import refuse_download
 from mfsr import weights
 from mfsr.errors import MfsrError
 from mfsr.losses import (
@@ -250,8 +250,8 @@ def test_lpips_loss_equals_the_reference_package(with_weights):
 def test_lpips_never_asks_torchvision_or_the_network(with_weights, monkeypatch, tmp_path):
     import torchvision.models._api as tv_api
 
-    monkeypatch.setattr(tv_api, "load_state_dict_from_url", _refuse_download)
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", _refuse_download)
+    monkeypatch.setattr(tv_api, "load_state_dict_from_url", refuse_download)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse_download)
     (info,) = LPIPSLoss().trunk_info()
     assert info.random is False and info.sha256 is not None
 

@@ -5,48 +5,20 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
+from helpers import lfw_sequences, psnr
 from mfsr.cli.model import app as model_app
 from mfsr.config import from_dict
-from mfsr.data.dataset import stack_frames, to_tensor
-from mfsr.data.degrade import Crop, load_degradation, synthesize_sequence
-from mfsr.data.images import read_rgb
 from mfsr.errors import MfsrError
 from mfsr.models import MODELS, ModelConfig, build_model, load_model_config
 from mfsr.models.baselines import Bicubic, ClassicalFusion, estimate_shifts
 from mfsr.models.summary import format_table, summarize
 
 SMALL = dict(width=8, depth=2, n_geu=1)  # a unet_geu small enough for CPU tests
-
-
-def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB of ``(B, C, H, W)`` tensors in [0, 1]."""
-    mse = ((pred - target) ** 2).flatten(1).mean(1)
-    return 10.0 * torch.log10(1.0 / mse)
-
-
-def lfw_sequences(
-    root: Path, count: int, scale: int, hr_size: int, n_frames: int, preset: str, face: int | None
-) -> tuple[torch.Tensor, torch.Tensor, list]:
-    """``count`` real LFW faces -> frames (B, N, 3, h, w), HR (B, 3, H, W), drawn params."""
-    people = sorted(p for p in root.iterdir() if p.is_dir())[::701][:count]
-    cfg = load_degradation(preset)
-    frames, hrs, params = [], [], []
-    for i, person in enumerate(people):
-        image = read_rgb(sorted(person.iterdir())[0])
-        crop = Crop.centred(image.shape[1], image.shape[0], face)
-        rng = np.random.default_rng([7, i])
-        lr, hr, p = synthesize_sequence(image, crop, hr_size, scale, n_frames, cfg, rng)
-        frames.append(stack_frames(lr))
-        hrs.append(to_tensor(hr))
-        params.append(p)
-    return torch.stack(frames), torch.stack(hrs), params
 
 
 # --- shapes and the config ---------------------------------------------------------------------

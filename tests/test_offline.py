@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import VIDEOS, require
+from helpers import VIDEOS, require
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,12 +8,10 @@ import shutil
 import numpy as np
 import pytest
 
-from cli_helpers import assert_one_line_error, run
-from conftest import LFW, require
+from helpers import LFW, assert_one_line_error, require, run, tiny_checkpoint
 from mfsr.data.images import read_rgb, write_png
 from mfsr.errors import MfsrError
 from mfsr.shipped import DEFAULT, SHIPPED, shipped_path
-from test_enhance import tiny_checkpoint
 
 
 def test_the_shipped_model_is_there_and_intact():

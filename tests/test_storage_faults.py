@@ -19,10 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from cli_helpers import assert_one_line_error, run
-from conftest import LFW, VIDEOS, require
+from helpers import LFW, VIDEOS, assert_one_line_error, model_tensors, overrides, require, run
 from mfsr.data.images import read_rgb, write_png
-from test_train import model_tensors, overrides
 
 PAGE = 4096  # tmpfs allocates whole pages
 

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import model_tensors, overrides
 from mfsr.errors import MfsrError
 from mfsr.study.config import STUDY_PRESETS, load_study_config
-from mfsr.train.checkpoint import load_model, read_checkpoint, split_prefix
+from mfsr.train.checkpoint import load_model, read_checkpoint
 from mfsr.train.config import TRAIN_PRESETS, load_train_config
 from mfsr.train.loop import lr_at, train
 
@@ -26,29 +27,6 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def tiny_data(tiny_dataset) -> Path:
     return tiny_dataset(32, (12, 4, 0), ("val",))
-
-
-def overrides(data: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        f"data.dataset={data}",
-        f"out_dir={out}",
-        "data.build=null",
-        "data.val_limit=4",
-        "model.width=8",
-        "model.depth=2",
-        "model.n_geu=1",
-        "model.scale=4",
-        "model.n_frames=3",
-        "epochs=3",
-        "steps_per_epoch=4",
-        "batch_size=2",
-        *extra,
-    ]
-
-
-def model_tensors(run: Path) -> dict[str, torch.Tensor]:
-    tensors, _ = read_checkpoint(run / "checkpoints" / "last.safetensors")
-    return split_prefix(tensors, "model")
 
 
 def test_run_folder_and_checkpoints(tiny_data, tmp_path):

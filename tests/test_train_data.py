@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import overrides
 from mfsr.train.checkpoint import read_checkpoint, save_checkpoint
 from mfsr.train.config import load_train_config
 from mfsr.train.loop import train
-from test_train import overrides
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from helpers import VIDEOS
 from mfsr.data.degrade import Crop, load_degradation
 from mfsr.data.from_video import build_from_video
 from mfsr.data.images import read_rgb
@@ -19,8 +20,6 @@ from mfsr.data.video import UndecodableVideo, iter_frames, track_face
 from mfsr.errors import DataError, MfsrError
 from mfsr.faces import DEFAULT_MIN_SCORE, Face, detect_faces
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-VIDEOS = SHARED / "video-voxceleb2"
 CLIP_NAME = "Audio_Source_00086.mp4"  # 130 frames, 224x224, 25 fps, one face throughout
 
 

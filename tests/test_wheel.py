@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import LFW, require
+from helpers import LFW, require
 from mfsr.data.images import read_rgb, write_png
 
 REPO = Path(__file__).resolve().parents[1]

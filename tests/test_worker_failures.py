@@ -15,9 +15,8 @@ import time
 import pytest
 import torch
 
-from cli_helpers import assert_one_line_error, run
+from helpers import assert_one_line_error, overrides, run
 from mfsr.data.dataset import SyntheticSequenceDataset
-from test_train import overrides
 
 PARENT = os.getpid()
 

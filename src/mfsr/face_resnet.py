@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mfsr.errors import MfsrError
+from mfsr.faces import model_path
 
 #: SHA-256 of ``dlib_face_recognition_resnet_model_v1.dat`` as shipped by face-recognition-models.
 OFFICIAL_SHA256 = "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30"
@@ -272,8 +273,6 @@ def load_face_resnet(
     """Build :class:`FaceResNet` from dlib's model file (default: the one of
     ``face-recognition-models``) on ``device``; returns the network and its provenance."""
     if path is None:
-        from mfsr.faces import model_path
-
         path = model_path(MODEL_NAME)
     path = Path(path)
     data = _read(path)  # read once: parsed and hashed

@@ -10,6 +10,9 @@ import numpy as np
 import torch
 
 from mfsr.bench.training import time_calls
+from mfsr.metrics import analyze_face, cpbd_batch, mse, psnr, ssim
+from mfsr.metrics.perceptual import LPIPSMetric
+from mfsr.models import build_model
 from mfsr.train.config import TrainConfig
 
 
@@ -19,7 +22,6 @@ def inference(
     """ms per sequence of the (untrained) model in eval mode under ``torch.inference_mode``,
     for each batch size; ``frames`` ``(B0, N, 3, h, w)`` is repeated to fill a batch. On CUDA
     with the training config's ``amp`` and ``channels_last``."""
-    from mfsr.models import build_model
 
     cuda = device.type == "cuda"
     torch.manual_seed(cfg.seed)
@@ -61,8 +63,6 @@ def metrics(sr: np.ndarray, hr: np.ndarray, device: torch.device) -> dict[str, A
     process, on ``uint8 (B, H, W, 3)`` outputs and targets. ``ffr`` is dlib detection plus
     descriptor of both images (``mfsr evaluate`` caches the HR half across methods); LPIPS
     uses the AlexNet trunk (a random one of the same cost when the ImageNet file is absent)."""
-    from mfsr.metrics import analyze_face, cpbd_batch, mse, psnr, ssim
-    from mfsr.metrics.perceptual import LPIPSMetric
 
     n = len(sr)
     lpips_metric = LPIPSMetric("alex", device, random_trunk=True)

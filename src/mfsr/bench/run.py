@@ -21,12 +21,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
 from mfsr import __version__
+from mfsr.bench import inference, training
+from mfsr.bench.report import markdown
 from mfsr.config import write_text_atomic
+from mfsr.enhance.model import pick_device
 from mfsr.errors import BadArgument, MfsrError
+from mfsr.losses import parse_spec
+from mfsr.metrics import to_uint8_images
+from mfsr.models.baselines import bicubic_upsample
+from mfsr.train.config import load_train_config
+from mfsr.train.data import ensure_dataset, train_dataset, val_dataset
 
 PAPER_LOSSES = ("mse", "charbonnier", "feature", "lpips")
 
@@ -63,7 +72,6 @@ class BenchOptions:
 
 def machine(device: torch.device | None = None) -> dict[str, Any]:
     """The machine and library versions, for benchmark outputs."""
-    import cv2
 
     cpu = platform.processor() or "?"
     try:
@@ -92,9 +100,6 @@ def machine(device: torch.device | None = None) -> dict[str, Any]:
 
 def _eval_pairs(cfg: Any, n: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     """(frames of the first val samples, bicubic outputs, HR targets) for the timings."""
-    from mfsr.metrics import to_uint8_images
-    from mfsr.models.baselines import bicubic_upsample
-    from mfsr.train.data import val_dataset
 
     ds = val_dataset(cfg)
     items = [ds[i] for i in range(min(n, len(ds)))]
@@ -109,10 +114,6 @@ def _eval_pairs(cfg: Any, n: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray]
 
 def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Measure, write ``bench.json`` and ``bench.md`` into ``opts.out``; returns the document."""
-    from mfsr.bench import training
-    from mfsr.bench.report import markdown
-    from mfsr.enhance.model import pick_device
-    from mfsr.train.data import ensure_dataset, train_dataset
 
     cfg = _checked_config(opts)
     device = pick_device(opts.device)
@@ -143,8 +144,6 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
 
 def _checked_config(opts: BenchOptions):
     """The training config to time, with the options checked before any measurement."""
-    from mfsr.losses import parse_spec
-    from mfsr.train.config import load_train_config
 
     if any(w < 0 for w in opts.workers):
         raise BadArgument(f"`workers` must be >= 0, got {opts.workers}")
@@ -185,7 +184,6 @@ def _header(opts: BenchOptions, cfg, device) -> dict[str, Any]:
 def _training_sections(doc, opts, cfg, dataset, batch, device, n, say) -> dict[str, Any]:
     """The bare step per loss, the data feed, and the loop against the bare step; returns the
     bare step of the config's own loss (what the loop runs)."""
-    from mfsr.bench import training
 
     mode = cfg.compile_mode if cfg.compile else None  # the bare step's torch.compile mode
     rows = []
@@ -228,7 +226,6 @@ def _training_sections(doc, opts, cfg, dataset, batch, device, n, say) -> dict[s
 
 def _evaluation_sections(doc, opts, cfg, device, n, say) -> None:
     """The validation pass, inference at batch 1 and 32, and every evaluation metric."""
-    from mfsr.bench import inference, training
 
     say("validation pass")
     val_batch = cfg.val_batch(device.type == "cuda")

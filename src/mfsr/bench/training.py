@@ -17,8 +17,16 @@ from dataclasses import replace
 from typing import Any
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
+from mfsr.data.dataset import collate
+from mfsr.losses import build_loss, parse_spec
+from mfsr.models import build_model
 from mfsr.train.config import CUDA_GRAPH_MODES, TrainConfig
+from mfsr.train.data import TrainStream, ValBatches, batch_tensors, train_loader, val_dataset
+from mfsr.train.loop import train
+from mfsr.train.setup import build_optimizer
+from mfsr.train.validation import validate
 
 #: Dense bf16 tensor-core peak, TFLOP/s, by a substring of ``torch.cuda.get_device_name()``
 #: (vendor data sheets; the SXM figures for H100/H200). Checked in order: first match wins.
@@ -65,7 +73,6 @@ def time_calls(fn: Callable[[], Any], calls: int, warmup: int, device: torch.dev
 def stream(cfg: TrainConfig, dataset: Any, steps: int | None = None) -> Any:
     """Epoch 0 of the training stream over ``dataset`` (from
     :func:`mfsr.train.data.train_dataset`, built once), ``steps`` batches long."""
-    from mfsr.train.data import TrainStream
 
     if steps is not None:
         cfg = replace(cfg, steps_per_epoch=steps)
@@ -76,8 +83,6 @@ def first_batch(cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
     """The run's first training batch (epoch 0), collated on the CPU. With
     ``data.synthesis: device`` its plans are kept under ``plan`` and synthesised (on the CPU)
     into ``frames`` and ``hr``."""
-    from mfsr.data.dataset import collate
-    from mfsr.train.data import batch_tensors
 
     items = stream(cfg, dataset)
     batch = collate([items[i] for i in range(cfg.batch_size)])
@@ -92,7 +97,6 @@ def synthesis_step(
 ) -> dict[str, Any]:
     """Time of the device half of ``data.synthesis: device`` on one batch of plans (moved to
     the device inside the timed call, as in the loop)."""
-    from mfsr.train.data import batch_tensors
 
     times = time_calls(lambda: batch_tensors(plan, cfg, hr_size, device), calls, 2, device)
     seconds = statistics.median(times)
@@ -112,11 +116,6 @@ def bare_step(
     device, with training's CUDA settings (``amp``, ``channels_last``), the model eager or
     ``torch.compile``d in ``compile_mode``; FLOPs per step counted by torch's FlopCounterMode
     (model and loss network, forward and backward)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from mfsr.losses import build_loss
-    from mfsr.models import build_model
-    from mfsr.train.setup import build_optimizer
 
     cuda = device.type == "cuda"
     torch.manual_seed(cfg.seed)
@@ -175,7 +174,6 @@ def _step_record(
 
 
 def _options(cfg: TrainConfig, loss: str) -> dict[str, Any]:
-    from mfsr.losses import parse_spec
 
     names = {name for _, name in parse_spec(loss)}
     return {k: v for k, v in cfg.loss_options.items() if k in names}
@@ -185,7 +183,6 @@ def feed_rate(cfg: TrainConfig, dataset: Any, workers: int, batches: int) -> flo
     """Samples/s the training data pipeline (the loop's DataLoader, ``workers`` processes)
     delivers, alone, after one warm-up batch (worker start-up excluded). With
     ``data.synthesis: device`` that is plans, whose device half :func:`synthesis_step` times."""
-    from mfsr.train.data import train_loader
 
     cfg = replace(cfg, data=replace(cfg.data, workers=workers))
     it = iter(train_loader(stream(cfg, dataset, batches + 1), cfg))
@@ -201,7 +198,6 @@ def loop_step_ms(cfg: TrainConfig, workers: int, steps: int, warmup: int) -> flo
     """Median ms between consecutive steps of the real ``train()`` (one epoch of
     ``warmup + steps + 2`` steps in a temporary folder; the last step, which writes the log
     row, and the validation after it fall outside the timed steps)."""
-    from mfsr.train.loop import train
 
     stamps: list[float] = []
     total = warmup + steps + 2
@@ -226,7 +222,6 @@ def loop_step_ms(cfg: TrainConfig, workers: int, steps: int, warmup: int) -> flo
 def batch_ms(cfg: TrainConfig, dataset: Any, batches: int) -> float:
     """Median ms to make one training batch in this process (synthesis or reading, tensors,
     collation): what the loop pays per step with no loader workers."""
-    from mfsr.data.dataset import collate
 
     items = stream(cfg, dataset, batches)
     times = []
@@ -244,10 +239,6 @@ def validation(
     mode, the config's loss, PSNR and SSIM) per val face, over the first ``faces`` val samples
     kept in memory as the loop keeps them, ``batch`` per call; projected over the config's
     val set (``data.val_limit``) and epochs."""
-    from mfsr.losses import build_loss
-    from mfsr.models import build_model
-    from mfsr.train.data import ValBatches, val_dataset
-    from mfsr.train.validation import validate
 
     subset = val_dataset(cfg)
     val_faces = len(subset)

@@ -21,6 +21,7 @@ import shutil
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -317,7 +318,6 @@ def _run_jobs(jobs, opts: BuildOptions, report: BuildReport, progress) -> None:
             if progress:
                 progress(done, len(jobs))
         return
-    from concurrent.futures.process import BrokenProcessPool
 
     try:
         with ProcessPoolExecutor(max_workers=opts.workers) as pool:

@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mfsr.data.degrade import Crop, DegradationConfig, synthesize_sequence
+from mfsr.data.device_synthesis import plan_sequence, plan_shapes
 from mfsr.data.folders import NATIVE, FolderLayout, find_samples
 from mfsr.data.images import read_rgb
 from mfsr.data.sample import load_sample
@@ -138,8 +139,6 @@ class SyntheticSequenceDataset(Dataset):
         # plan=True: samples carry the CPU half of device synthesis instead of frames and HR
         self.plan_shapes = None
         if plan:
-            from mfsr.data.device_synthesis import plan_shapes
-
             self.plan_shapes = plan_shapes(presets, hr_size, scale)
 
     def set_epoch(self, epoch: int) -> None:
@@ -171,8 +170,6 @@ class SyntheticSequenceDataset(Dataset):
         preset = self.degradations[choice]
         geometry = (image, crop, self.hr_size, self.scale, self.n_frames, preset, rng)
         if self.plan_shapes is not None:
-            from mfsr.data.device_synthesis import plan_sequence
-
             tensors, params = plan_sequence(*geometry, self.plan_shapes)
         else:
             frames, hr, params = synthesize_sequence(*geometry)

@@ -19,6 +19,9 @@ from torch import nn
 
 from mfsr.enhance.geometry import check_lr_size
 from mfsr.errors import BadArgument, MfsrError
+from mfsr.models import SCALES, ModelConfig, build_model
+from mfsr.models.baselines import bicubic_upsample
+from mfsr.train.checkpoint import load_model, resolve_checkpoint
 from mfsr.weights import file_sha256
 
 BASELINES = ("bicubic", "classical")
@@ -85,7 +88,6 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 def bicubic_reference(windows: np.ndarray, scale: int) -> np.ndarray:
     """Bicubic upsampling (``align_corners=False``, clamped) of each window's reference frame:
     ``uint8 (B, N, lr, lr, 3)`` -> ``uint8 (B, s*lr, s*lr, 3)``, the comparison image."""
-    from mfsr.models.baselines import bicubic_upsample
 
     ref = windows[:, windows.shape[1] // 2]
     x = torch.tensor(np.asarray(ref)).permute(0, 3, 1, 2).float() / 255.0
@@ -165,7 +167,6 @@ def load_enhancer(
     output with the mirrored output of the mirrored input (self-ensemble; 2x model time).
     Raises :class:`MfsrError`.
     """
-    from mfsr.models import SCALES
 
     if (model is None) == (baseline is None):
         raise BadArgument(
@@ -201,7 +202,6 @@ def load_enhancer(
 
 def _baseline(name: str, n_frames: int | None, scale: int | None, dev: torch.device):
     """(net, config, label, LR-side multiple, provenance) of baseline ``name``."""
-    from mfsr.models import ModelConfig, build_model
 
     if name not in BASELINES:
         raise BadArgument(f"`baseline` must be one of {', '.join(BASELINES)}, got {name!r}")
@@ -217,7 +217,6 @@ def _checkpoint(
 ):
     """(net, config, label, LR-side multiple, provenance, trained LR size) of a checkpoint;
     ``n_frames`` / ``scale`` given must match it."""
-    from mfsr.train.checkpoint import load_model, resolve_checkpoint
 
     net, cfg, meta = load_model(model, device=dev)
     file = resolve_checkpoint(model)

@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from mfsr.data.degrade import Crop
 from mfsr.data.track import (
@@ -47,6 +48,7 @@ from mfsr.data.track import (
 )
 from mfsr.data.video import Track, VideoReader, shrink
 from mfsr.errors import BadArgument, MfsrError
+from mfsr.models.baselines import estimate_shifts
 
 #: Largest residual shift (LR px) corrected by re-rendering; larger ones are unreliable.
 MAX_SHIFT = 3.0
@@ -92,9 +94,6 @@ def measure_shifts(stack: np.ndarray) -> np.ndarray:
     """Translation of each frame to the reference ``N // 2`` in LR px, float64 ``(N, 2)`` of
     ``(dx, dy)``: frame ``k`` shows the face moved by ``+shift[k]``. ``stack``: ``uint8
     (N, h, w, 3)``. Uses :func:`mfsr.models.baselines.estimate_shifts`."""
-    import torch
-
-    from mfsr.models.baselines import estimate_shifts
 
     frames = torch.from_numpy(np.ascontiguousarray(stack)).permute(0, 3, 1, 2).double() / 255.0
     return estimate_shifts(frames).double().numpy()

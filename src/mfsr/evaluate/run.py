@@ -9,6 +9,7 @@ process). HR face analyses are read from / written to the descriptor cache in th
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -19,12 +20,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from mfsr.config import to_dict
 from mfsr.errors import BadArgument, MfsrError
-from mfsr.evaluate.sources import Exclusion, FolderOutputs, Sample
+from mfsr.evaluate.report import write_results
+from mfsr.evaluate.sources import (
+    Exclusion,
+    FolderOutputs,
+    ModelOutputs,
+    Sample,
+    baseline_model,
+    open_test_set,
+    read_samples,
+)
 from mfsr.locks import folder_lock
 from mfsr.metrics.ffr import DescriptorCache, FaceAnalysis, cache_key
-from mfsr.metrics.table import FaceSettings, image_metrics, make_row
+from mfsr.metrics.perceptual import LPIPSMetric
+from mfsr.metrics.table import FaceSettings, image_metrics, make_row, worker_init
+from mfsr.train.checkpoint import load_model, resolve_checkpoint
+from mfsr.weights import file_sha256
 
 Progress = Callable[[int, int], None]
 
@@ -140,7 +155,6 @@ def _output_maker(opts: EvalOptions, first: Sample | None) -> tuple[Any, dict[st
     """(outputs maker, description of the method). The folder and the model are opened before
     any sample is read (so a bad folder or checkpoint fails fast); a baseline is sized from the
     ``first`` sample, so it returns ``(None, {})`` until that sample is known."""
-    from mfsr.evaluate.sources import ModelOutputs, baseline_model
 
     if opts.outputs is not None:
         return FolderOutputs(opts.outputs), {"kind": "outputs", "folder": str(opts.outputs)}
@@ -150,9 +164,6 @@ def _output_maker(opts: EvalOptions, first: Sample | None) -> tuple[Any, dict[st
         model, cfg = baseline_model(opts.baseline, first)
         method = {"kind": "baseline", "name": opts.baseline, "model_config": cfg}
         return ModelOutputs(model, opts.device), method
-    from mfsr.config import to_dict
-    from mfsr.train.checkpoint import load_model, resolve_checkpoint
-    from mfsr.weights import file_sha256
 
     file = resolve_checkpoint(opts.model)  # type: ignore[arg-type]
     model, cfg, meta = load_model(file, opts.device)
@@ -176,7 +187,6 @@ def evaluate(opts: EvalOptions, progress: Progress | None = None) -> EvalResult:
     when ``opts.out`` holds a finished evaluation and not ``opts.overwrite``. ``summary.json``
     is written last: a folder without it (a run stopped part-way) is taken over silently.
     """
-    import torch
 
     opts.validate()
     _check_out(opts)  # before the slow part; again under the lock
@@ -260,17 +270,11 @@ class _Pass:
 
 
 def _evaluate(opts: EvalOptions, progress: Progress | None) -> EvalResult:
-    import torch
-
-    from mfsr.evaluate.report import write_results
-    from mfsr.evaluate.sources import open_test_set, read_samples
 
     start = time.perf_counter()
     dataset, indices, exclusions, claimed = open_test_set(opts.data, opts.split, opts.limit)
     lpips_metric = None
     if opts.lpips_net is not None:
-        from mfsr.metrics.perceptual import LPIPSMetric
-
         lpips_metric = LPIPSMetric(opts.lpips_net, opts.device, opts.random_trunk)
     pool = _make_pool(opts.workers)
     try:
@@ -322,9 +326,6 @@ def _make_pool(workers: int) -> ProcessPoolExecutor | None:
     """Spawned worker processes (NumPy, OpenCV, dlib, and torch for the face descriptors)."""
     if workers <= 0:
         return None
-    import multiprocessing as mp
-
-    from mfsr.metrics.table import worker_init
 
     context = mp.get_context("spawn")
     return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=worker_init)

@@ -19,9 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from mfsr.config import to_dict
 from mfsr.data.dataset import SequenceDataset
 from mfsr.data.images import IMAGE_SUFFIXES, read_rgb
 from mfsr.errors import BadArgument, DataError, MfsrError
+from mfsr.metrics.pixel import to_uint8_images
+from mfsr.models import ModelConfig, build_model
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,6 @@ class ModelOutputs:
 
     def __call__(self, samples: list[Sample]) -> list[np.ndarray]:
         """``uint8 (H, W, 3)`` outputs (quantised by rounding) for ``samples`` of equal shape."""
-        from mfsr.metrics.pixel import to_uint8_images
 
         frames = torch.stack([s.frames for s in samples]).to(self.device)
         try:
@@ -151,8 +153,6 @@ class ModelOutputs:
 def baseline_model(name: str, first: Sample) -> tuple[torch.nn.Module, dict[str, Any]]:
     """A baseline (``bicubic`` or ``classical``) sized for the test set (scale and frame count
     read from its first sample); returns ``(model, model_config_dict)``."""
-    from mfsr.config import to_dict
-    from mfsr.models import ModelConfig, build_model
 
     if name not in ("bicubic", "classical"):
         raise BadArgument(f"`baseline` must be 'bicubic' or 'classical', got {name!r}")

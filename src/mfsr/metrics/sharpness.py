@@ -46,6 +46,7 @@ Speed: about 15 ms per 256 x 256 face on one CPU core (the reference takes about
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
 
 #: Block side in pixels.
 BLOCK = 64
@@ -92,7 +93,6 @@ def _as_gray(image: np.ndarray) -> np.ndarray:
 
 def canny_edges(gray: np.ndarray) -> np.ndarray:
     """Canny edge map (bool ``(H, W)``) of a grey float image in 0-255 (settings above)."""
-    from scipy import ndimage as ndi
 
     kwargs = {"sigma": CANNY_SIGMA, "mode": "constant", "cval": 0.0, "truncate": 4.0}
     mass = ndi.gaussian_filter(np.ones_like(gray), **kwargs) + np.finfo(np.float64).eps
@@ -146,7 +146,6 @@ def _non_maximum_suppression(gi: np.ndarray, gj: np.ndarray, mag: np.ndarray) ->
 
 def _hysteresis(low: np.ndarray, high: np.ndarray) -> np.ndarray:
     """Keep the 8-connected components of ``low`` that contain a ``high`` pixel."""
-    from scipy import ndimage as ndi
 
     labels, count = ndi.label(low, structure=np.ones((3, 3), dtype=bool))
     if count == 0:

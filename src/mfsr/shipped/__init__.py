@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mfsr.errors import MfsrError
+from mfsr.weights import file_sha256
 
 FOLDER = Path(__file__).parent
 
@@ -43,7 +44,6 @@ DEFAULT = "quick-identity-x4"
 def shipped_path(name: str = DEFAULT) -> Path:
     """The checked file of shipped model ``name``. Raises :class:`MfsrError` for an unknown
     name, or a file that is missing or altered (a damaged install)."""
-    from mfsr.weights import file_sha256
 
     if name not in SHIPPED:
         raise MfsrError(f"no shipped model {name!r}; shipped: {', '.join(SHIPPED)}")

@@ -17,6 +17,7 @@ from typing import Any
 
 from mfsr.config import PRESET_DIR, from_dict, merge, parse_overrides, read_yaml, resolve_preset
 from mfsr.errors import MfsrError
+from mfsr.losses import parse_spec
 
 #: Study presets (one YAML each, ``mfsr/presets/study/*.yaml``): package data.
 STUDY_PRESETS = PRESET_DIR / "study"
@@ -151,7 +152,6 @@ class StudyConfig:
             raise ValueError(f"seeds must be >= 0, got {list(self.seeds)}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds has duplicates: {list(self.seeds)}")
-        from mfsr.losses import parse_spec
 
         for loss in self.losses:
             parse_spec(loss)

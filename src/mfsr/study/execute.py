@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -24,10 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from mfsr.errors import MfsrError
+from mfsr.evaluate import EvalOptions, evaluate
+from mfsr.metrics.table import FaceSettings
 from mfsr.study.config import StudyConfig
 from mfsr.study.plan import run_state, write_run_config
 from mfsr.train.config import TrainConfig
+from mfsr.train.loop import train
 
 
 class Reporter:
@@ -120,7 +126,6 @@ def _record_training(
 def _train_here(
     study: StudyConfig, cfg: TrainConfig, resume: bool, counts: Counts, reporter: Reporter
 ) -> None:
-    from mfsr.train.loop import train
 
     total = cfg.epochs * cfg.steps_per_epoch
     reporter.stage(f"{'resuming' if resume else 'training'} {cfg.name}")
@@ -225,7 +230,6 @@ def ended(code: int) -> str:
     """How a subprocess ended, from its return code (negative: the signal that killed it)."""
     if code >= 0:
         return f"exit {code}"
-    import signal
 
     try:
         name = signal.Signals(-code).name
@@ -240,7 +244,6 @@ def eval_device(study: StudyConfig) -> str:
     first of ``parallel.devices``, else the current CUDA device."""
     if study.evaluate.device != "auto":
         return study.evaluate.device
-    import torch
 
     if not torch.cuda.is_available():
         return "cpu"
@@ -258,8 +261,6 @@ def evaluate_one(
 ) -> Path:
     """Evaluate a run folder (``model``) or a baseline into ``<study>/eval/<name>/``, unless
     that folder already has a ``summary.json`` newer than the run's; returns the folder."""
-    from mfsr.evaluate import EvalOptions, evaluate
-    from mfsr.metrics.table import FaceSettings
 
     out = study.study_dir / "eval" / name
     done = out / "summary.json"

@@ -7,11 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from mfsr.data.dataset import SequenceDataset
+from mfsr.metrics.pixel import to_uint8_images
+from mfsr.models import ModelConfig, build_model
 from mfsr.study import figures, tables
 from mfsr.study.config import StudyConfig
 from mfsr.study.execute import read_log
+from mfsr.study.report import write_report
 from mfsr.study.results import build_methods, results_document
+from mfsr.train.checkpoint import load_model
 from mfsr.train.config import TrainConfig
 
 
@@ -35,12 +41,6 @@ def qualitative_columns(
     network of each loss row (each loss, variant and frame count) of seed ``qualitative.seed``
     (default: the first seed), HR.
     """
-    import torch
-
-    from mfsr.data.dataset import SequenceDataset
-    from mfsr.metrics.pixel import to_uint8_images
-    from mfsr.models import ModelConfig, build_model
-    from mfsr.train.checkpoint import load_model
 
     q = study.qualitative
     dataset = SequenceDataset(data / study.evaluate.split, n_frames=None, require_hr=True)
@@ -82,7 +82,6 @@ def write_outputs(
     data: Path,
 ) -> tuple[dict[str, Path], dict[str, Any]]:
     """Write tables, figures and ``report.html``; returns ``(files, results document)``."""
-    from mfsr.study.report import write_report
 
     root = study.study_dir
     methods, ids, dropped = build_methods(study, groups)

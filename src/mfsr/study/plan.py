@@ -29,7 +29,9 @@ from mfsr.config import (
     to_dict,
     write_text_atomic,
 )
+from mfsr.data.folders import find_samples
 from mfsr.errors import MfsrError
+from mfsr.losses import parse_spec
 from mfsr.study.config import StudyConfig, loss_slug, uses_perceptual
 from mfsr.train.config import TRAIN_PRESETS, TrainConfig, read_training_yaml
 
@@ -96,7 +98,6 @@ def base_train_dict(study: StudyConfig) -> dict[str, Any]:
 def _loss_options(study: StudyConfig, base: dict[str, Any], spec: str) -> dict[str, Any]:
     """Per-term loss options for ``spec``: the base config's, then the study's, restricted to
     the terms the spec has (``build_loss`` refuses options for absent terms)."""
-    from mfsr.losses import parse_spec
 
     names = {name for _, name in parse_spec(spec)}
     merged = merge(base.get("loss_options") or {}, study.loss_options)
@@ -173,7 +174,6 @@ def reference_view(
     training from the same photos works. Idempotent: existing samples are kept; each new one
     is written under a dot name and renamed into place.
     """
-    from mfsr.data.folders import find_samples
 
     meta = json.loads((dataset / "dataset.json").read_text(encoding="utf-8"))
     if not 1 <= n_frames <= meta.get("n_frames", n_frames):

@@ -31,7 +31,9 @@ from mfsr.locks import folder_lock
 from mfsr.study import plan
 from mfsr.study.config import PIXEL, StudyConfig, loss_slug
 from mfsr.study.execute import Counts, Reporter, evaluate_one, read_log, train_all
+from mfsr.study.outputs import write_outputs
 from mfsr.train.config import TrainConfig
+from mfsr.train.data import ensure_dataset
 
 #: Sections of ``study.yaml`` that must not change between calls on one study folder.
 FIXED = ("train", "loss_options", "random_trunk", "evaluate")
@@ -176,8 +178,6 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None) -> StudyResu
 
 
 def _run_study(study: StudyConfig, reporter: Reporter | None) -> StudyResult:
-    from mfsr.study.outputs import write_outputs
-    from mfsr.train.data import ensure_dataset
 
     rep = reporter or Reporter()
     counts = Counts()

@@ -29,6 +29,7 @@ from itertools import combinations
 from typing import Any
 
 import numpy as np
+from scipy import stats as sps
 
 from mfsr.metrics import stats as mstats
 
@@ -108,7 +109,6 @@ def _num(x: float) -> float | None:
 def summarize_metric(v: np.ndarray) -> dict[str, Any]:
     """Value, bootstrap interval, per-seed values, seed SD and t-interval of ``v`` ``(R, n)``;
     for failure metrics also the mean count over seeds and the images judged."""
-    from scipy import stats as sps
 
     per_run = _nanmean(v, axis=1)
     finite = np.isfinite(v)
@@ -169,7 +169,6 @@ def holm(pvalues: list[float | None]) -> list[float | None]:
 def compare(a: Method, b: Method, metric: str) -> dict[str, Any] | None:
     """Paired comparison of methods ``a`` and ``b`` on ``metric`` (see the module docstring);
     None when either lacks the metric."""
-    from scipy import stats as sps
 
     if metric not in a.values or metric not in b.values:
         return None

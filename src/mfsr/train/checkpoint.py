@@ -20,8 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
+from mfsr.config import from_dict, to_dict
 from mfsr.errors import MfsrError, about
+from mfsr.models import ModelConfig, build_model
 
 FORMAT_NAME = "mfsr-checkpoint"
 FORMAT_VERSION = 1
@@ -39,7 +43,6 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
 
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     """Atomically write ``tensors`` and the JSON-able ``meta`` to ``path`` (safetensors)."""
-    from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,7 +73,6 @@ def read_checkpoint(
     path: str | os.PathLike, verify: bool = True
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read (tensors, meta) from an mfsr checkpoint; every problem is one MfsrError line."""
-    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.is_file():
@@ -129,8 +131,6 @@ def load_model(
     does not fit it, or NaN/inf weights (which would give silently black or garbage faces),
     is a clear error.
     """
-    from mfsr.config import from_dict
-    from mfsr.models import ModelConfig, build_model
 
     file = resolve_checkpoint(path, which)
     tensors, meta = read_checkpoint(file)
@@ -169,7 +169,6 @@ def read_init_weights(cfg: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     """The model weights of ``cfg.init_from`` (a run folder: its best, else last checkpoint; or
     a checkpoint file), the start of a fine-tuning run, and a record of where they came from.
     The stored model config must equal ``cfg.model``; every problem is one MfsrError line."""
-    from mfsr.config import to_dict
 
     source, source_cfg, meta = load_model(cfg.init_from)
     ours, theirs = to_dict(cfg.model), to_dict(source_cfg)

@@ -13,6 +13,7 @@ from typing import Any, Literal, get_args
 
 from mfsr.config import PRESET_DIR, from_dict, merge, parse_overrides, read_yaml, resolve_preset
 from mfsr.errors import MfsrError
+from mfsr.losses import parse_spec, spec_from_mapping
 from mfsr.models import ModelConfig
 
 #: Training presets (one YAML each, ``mfsr/presets/train/*.yaml``): package data.
@@ -138,7 +139,6 @@ class TrainConfig:
             raise ValueError("data.synthesis: device needs data.train: synthetic")
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise ValueError(f"name {self.name!r} must be a plain folder name")
-        from mfsr.losses import parse_spec  # torch: only when a training config is read
 
         parse_spec(self.loss)  # a bad loss spec fails here, before any run folder is made
 
@@ -175,7 +175,5 @@ def load_train_config(name_or_path: str, overrides: list[str] | None = None) -> 
     path = resolve_preset(name_or_path, "training", TRAIN_PRESETS)
     data = merge(read_training_yaml(path), parse_overrides(overrides or []))
     if isinstance(data.get("loss"), dict):  # the mapping form: {charbonnier: 1.0, ...}
-        from mfsr.losses import spec_from_mapping
-
         data["loss"] = spec_from_mapping(data["loss"], where=f"{path}: loss")
     return from_dict(TrainConfig, data, where=f"{path}: ")

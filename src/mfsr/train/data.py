@@ -18,10 +18,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mfsr.data.dataset import SequenceDataset, SourceImage, SyntheticSequenceDataset
+from mfsr.data.build import BuildOptions, build_dataset
+from mfsr.data.dataset import SequenceDataset, SourceImage, SyntheticSequenceDataset, collate
+from mfsr.data.degrade import load_degradation
+from mfsr.data.device_synthesis import synthesize_batch
+from mfsr.data.fetch import resolve_source
 from mfsr.errors import MfsrError
 from mfsr.locks import folder_lock
 from mfsr.train.config import TrainConfig
@@ -38,10 +44,6 @@ def ensure_dataset(cfg: TrainConfig, progress=None) -> dict[str, Any]:
                 f"{root}: no dataset here (dataset.json missing); build one with `mfsr data build "
                 "--out ...` or add a data.build section to the config"
             )
-        from mfsr.data.build import BuildOptions, build_dataset
-        from mfsr.data.degrade import load_degradation
-        from mfsr.data.fetch import resolve_source
-
         b = cfg.data.build
         opts = BuildOptions(
             source=resolve_source(b.source),
@@ -82,7 +84,6 @@ def train_dataset(cfg: TrainConfig, dataset_meta: dict[str, Any]) -> Dataset:
     root = Path(cfg.data.dataset)
     if cfg.data.train == "frozen":
         return SequenceDataset(root / "train", n_frames=cfg.model.n_frames)
-    from mfsr.data.degrade import load_degradation
 
     splits = json.loads((root / "splits.json").read_text(encoding="utf-8"))
     source_root = Path(dataset_meta["source"])
@@ -136,7 +137,6 @@ class ValBatches:
     """
 
     def __init__(self, val_set: Dataset, batch_size: int, device: Any) -> None:
-        import torch
 
         self.val_set, self.batch_size, self.device = val_set, batch_size, device
         self.kept: list[tuple[Any, Any]] | None = None
@@ -148,9 +148,6 @@ class ValBatches:
         self.scale = torch.tensor(255.0, device=device)  # a tensor: true division on CUDA too
 
     def __iter__(self) -> Any:
-        import torch
-
-        from mfsr.data.dataset import collate
 
         if self.kept is not None:
             for frames, hr in self.kept:
@@ -239,8 +236,6 @@ def batch_tensors(
     """``(frames, hr)`` of a training batch on ``device``: moved there, or synthesised there
     from the batch's plans (``data.synthesis: device``)."""
     if "source" in batch:
-        from mfsr.data.device_synthesis import synthesize_batch
-
         n = cfg.model.n_frames
         return synthesize_batch(batch, device, cfg.model.scale, hr_size, reference=n // 2)
     return batch["frames"].to(device, non_blocking=True), batch["hr"].to(device, non_blocking=True)
@@ -249,7 +244,6 @@ def batch_tensors(
 @contextlib.contextmanager
 def opencv_threads(n: int) -> Iterator[None]:
     """OpenCV's thread count set to ``n`` for the block, restored after."""
-    import cv2
 
     before = cv2.getNumThreads()
     cv2.setNumThreads(n)
@@ -280,7 +274,6 @@ class _ForkSafeLoader(DataLoader):
 def train_loader(stream: TrainStream, cfg: TrainConfig, pin_memory: bool = False) -> Any:
     """The training DataLoader over ``stream``: batches of ``cfg.batch_size`` in stream order,
     ``cfg.data.workers`` single-threaded worker processes, mfsr's ``collate``."""
-    from mfsr.data.dataset import collate
 
     return _ForkSafeLoader(
         stream,

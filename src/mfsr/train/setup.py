@@ -19,6 +19,8 @@ import yaml
 
 from mfsr.config import read_yaml, to_dict, with_defaults, write_text_atomic
 from mfsr.errors import BadArgument, MfsrError
+from mfsr.losses import build_loss
+from mfsr.models import ModelConfig, build_model
 from mfsr.train.checkpoint import read_checkpoint, read_init_weights
 from mfsr.train.config import CUDA_GRAPH_MODES, TrainConfig
 from mfsr.train.data import (
@@ -172,8 +174,6 @@ def _wrapped(cfg: TrainConfig, model: torch.nn.Module, world: int, device: torch
 def set_up(cfg: TrainConfig, resume: bool) -> Run:
     """Build the run (see the module docstring); raises :class:`MfsrError` for a run folder,
     dataset, fine-tuning source or checkpoint that cannot be used."""
-    from mfsr.losses import build_loss
-    from mfsr.models import build_model
 
     rank, world, device = setup_distributed(cfg)
     master, cuda, run_dir = rank == 0, device.type == "cuda", cfg.run_dir
@@ -227,7 +227,6 @@ def set_up(cfg: TrainConfig, resume: bool) -> Run:
 @torch.no_grad()
 def bicubic_psnr(val_batches: ValBatches, cfg: TrainConfig) -> float:
     """Mean validation PSNR of bicubic upsampling of the reference frame (the bar to clear)."""
-    from mfsr.models import ModelConfig, build_model
 
     bicubic = build_model(
         replace(ModelConfig(), name="bicubic", n_frames=cfg.model.n_frames, scale=cfg.model.scale)

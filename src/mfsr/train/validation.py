@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from mfsr.metrics.device import psnr_ssim
+from mfsr.metrics.pixel import psnr, ssim
 from mfsr.train.config import TrainConfig
 from mfsr.train.data import ValBatches
 from mfsr.train.logs import save_samples
@@ -18,10 +20,7 @@ def quality(sr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     functions ``mfsr evaluate`` uses; on CUDA: their torch twin on the GPU (equal to about
     1e-12), so validation neither copies outputs to the host nor waits for the GPU."""
     if sr.device.type == "cuda":
-        from mfsr.metrics.device import psnr_ssim
-
         return psnr_ssim(sr, hr)
-    from mfsr.metrics.pixel import psnr, ssim
 
     return torch.from_numpy(psnr(sr, hr)), torch.from_numpy(ssim(sr, hr))
 
