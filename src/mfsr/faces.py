@@ -197,7 +197,7 @@ def get_recognizer() -> Any:
 @functools.cache
 def _descriptor_network() -> Any:
     """dlib's recognizer rebuilt in PyTorch (:mod:`mfsr.face_resnet`), loaded once per process."""
-    from mfsr.face_resnet import load_face_resnet
+    from mfsr.face_resnet import load_face_resnet  # lazy: torch, kept out of detection-only workers
 
     return load_face_resnet(model_path(DESCRIPTOR_MODEL))[0]
 
@@ -219,7 +219,7 @@ def face_descriptor(image: np.ndarray, face: Face, padding: float = 0.25) -> np.
     """
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3:
         raise ValueError("face_descriptor expects a numpy uint8 (H, W, 3) array")
-    import torch
+    import torch  # lazy: detection-only processes never import torch
 
     dlib = _import_dlib()
     image = np.ascontiguousarray(image)

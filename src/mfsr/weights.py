@@ -86,7 +86,7 @@ def _spec(name: str) -> TrunkSpec:
 
 def weights_url(name: str) -> str:
     """Download URL of trunk ``name`` from torchvision's weights enum."""
-    from torchvision.models import get_weight
+    from torchvision.models import get_weight  # lazy: seconds to import
 
     return get_weight(_spec(name).weights).url
 
@@ -155,7 +155,7 @@ def _missing_message(name: str, path: Path) -> str:
 
 def _expected_shapes(name: str) -> dict[str, torch.Size]:
     """Key -> shape of the torchvision architecture (built on the meta device: no memory)."""
-    import torchvision
+    import torchvision  # lazy: seconds to import
 
     with torch.device("meta"):
         model = getattr(torchvision.models, _spec(name).builder)(weights=None)

@@ -279,7 +279,7 @@ def _notes(summary: dict[str, Any]) -> str:
 
 def plot_curve(summary: dict[str, Any], path: Path) -> None:
     """Verification curve: identity failure rate against the distance threshold (PNG)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: heavy, only for plots
     from matplotlib.figure import Figure
 
     curve = summary["verification_curve"]

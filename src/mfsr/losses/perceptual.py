@@ -25,7 +25,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def _vgg19_features_meta() -> nn.Sequential:
     """torchvision's VGG19 ``features`` on the meta device (architecture only, no memory)."""
-    import torchvision
+    import torchvision  # lazy: seconds to import, only for the VGG19 loss
 
     with torch.device("meta"):
         return torchvision.models.vgg19(weights=None).features
@@ -201,7 +201,7 @@ class LPIPSLoss(FrozenNetLoss):
         self.loss_weight = float(loss_weight)
         self.reduction = check_reduction(reduction)
         state, self._trunk_info = load_trunk_state(LPIPS_TRUNKS[net], allow_random=random_trunk)
-        import lpips
+        import lpips  # lazy: imports torchvision (seconds), only for LPIPS
 
         with warnings.catch_warnings():  # lpips still passes torchvision's old `pretrained=`
             warnings.filterwarnings("ignore", message=r".*(pretrained|weight enum).*")

@@ -107,7 +107,7 @@ _WINDOW = _gaussian_window()
 
 def _filter_valid(image: np.ndarray) -> np.ndarray:
     """Gaussian-weighted local mean over the valid region: ``(H, W)`` -> ``(H-10, W-10)``."""
-    import cv2
+    import cv2  # lazy: mfsr.metrics stays importable without OpenCV's start-up cost
 
     r = SSIM_WINDOW // 2
     full = cv2.sepFilter2D(image, cv2.CV_64F, _WINDOW, _WINDOW, borderType=cv2.BORDER_REFLECT)

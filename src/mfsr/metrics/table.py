@@ -117,7 +117,7 @@ def image_metrics(
 def worker_init() -> None:
     """Initialiser of worker processes: one OpenCV and one torch thread each (the workers
     already share the cores between them; torch runs the face descriptor network)."""
-    import cv2
+    import cv2  # lazy: only the worker processes need these settings
     import torch
 
     cv2.setNumThreads(1)

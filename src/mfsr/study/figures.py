@@ -28,7 +28,7 @@ FRAMES_METRICS = ("psnr", "ffr_identity")
 
 
 def _figure(width: float, height: float, dpi: int = 110):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: heavy, only for plots
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=dpi)

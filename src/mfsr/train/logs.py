@@ -121,7 +121,7 @@ class RunLog:
         keep = -1 if resume_step is None else resume_step
         truncate_csv(run_dir / "train.csv", keep, TRAIN_FIELDS)
         truncate_csv(run_dir / "val.csv", keep, VAL_FIELDS)
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # lazy: slow import, only if asked
 
         self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step)
 
