@@ -8,10 +8,9 @@ Coordinates: a :class:`Face` box uses continuous pixel-edge coordinates, pixel `
 is in pixel-centre coordinates (pixel ``i`` has its centre at ``i``), the convention of
 :class:`mfsr.data.degrade.Crop`.
 
-Detection scores: dlib's HOG detector returns an SVM margin per box; dlib itself reports boxes
-with a score above 0. Measured on this project's data (see :data:`DEFAULT_MIN_SCORE`): real faces
-score mostly 0.4-3, weak profile or blurred faces -0.5-0.4, and a false positive on a non-face
-region scored 0.12.
+Detection scores: dlib's HOG detector returns an SVM margin per box (unit-free); dlib itself
+reports boxes with a score above 0. The score distributions behind the two thresholds below are
+in docs/metrics.md ("Detection score").
 """
 
 from __future__ import annotations
@@ -26,11 +25,8 @@ import numpy as np
 
 from mfsr.errors import MfsrError
 
-#: Score a detection needs to *start* a face track (and the threshold for "a confident face").
-#: Measured: on 300 random LFW images the true face scored >= 0.39 in 99% of images (median
-#: 1.8); on the 14 VoxCeleb2 clips the face scored >= 0.34 in every frame of 13 clips; a known
-#: false positive on a non-face region scored 0.12 and random-noise images gave no box at all.
-#: 0.3 sits above that false positive with a margin and below nearly all real faces.
+#: Score a detection needs to *start* a face track (and the threshold for "a confident face"):
+#: above a known false positive (0.12), below nearly all real faces (docs/metrics.md).
 DEFAULT_MIN_SCORE = 0.3
 
 #: Score a detection needs to *continue* an existing track (it must also overlap the previous
@@ -152,7 +148,7 @@ def detect_faces(image: np.ndarray, upsample: int = 0, min_score: float = 0.0) -
     ``upsample``: how many times dlib doubles the image first; 0 finds faces from about 80 px,
     1 from about 40 px (about 4x slower). ``min_score``: keep boxes scoring at least this; the
     default 0.0 is dlib's own threshold (use :data:`DEFAULT_MIN_SCORE` for confident faces,
-    negative values for weak ones). Takes about 3 ms at 224x224 on one CPU core (upsample 0).
+    negative values for weak ones). Timings: docs/benchmarks.md, "Component timings".
     """
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
         raise ValueError("detect_faces expects a numpy uint8 array")
@@ -213,9 +209,9 @@ def face_descriptor(image: np.ndarray, face: Face, padding: float = 0.25) -> np.
     "same person".
 
     The ResNet runs in PyTorch (:mod:`mfsr.face_resnet`, the same weights read from dlib's file):
-    it gives dlib's ``compute_face_descriptor`` values to within 1e-6 (tests/test_faces.py) in
-    about 11 ms per face instead of 63 on one CPU core. It uses the calling process's torch
-    threads (evaluation workers set one).
+    it gives dlib's ``compute_face_descriptor`` values to within 1e-6 (tests/test_faces.py),
+    several times faster (docs/benchmarks.md, "Component timings"). It uses the calling
+    process's torch threads (evaluation workers set one).
     """
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3:
         raise ValueError("face_descriptor expects a numpy uint8 (H, W, 3) array")

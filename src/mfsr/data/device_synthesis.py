@@ -6,7 +6,7 @@
   parameters exactly as the CPU path does (same ``numpy`` stream, so the same motion, blur,
   noise strength and JPEG quality), and cut the part of the photo the 7 views will sample,
   uncropped and unresampled (mirrored where it leaves the photo), plus the warp matrices and the
-  blur kernels. About 1 ms per x8 sequence instead of about 18 ms for the whole CPU synthesis.
+  blur kernels: a tenth of the whole CPU synthesis (docs/benchmarks.md, "Component timings").
 * **The device** (per batch; :func:`synthesize_batch`): bicubic warps (``grid_sample``), the
   Gaussian and motion-line PSF (grouped convolutions), box sampling (``avg_pool2d``), Poisson +
   Gaussian noise, 8-bit rounding and JPEG (:mod:`mfsr.data.jpeg`: libjpeg's arithmetic in

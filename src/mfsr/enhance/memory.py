@@ -1,15 +1,14 @@
 """Memory of ``mfsr enhance``: a batch that fits, decided before the slow work, and a retry.
 
-A U-Net's memory grows with the output's pixels: the ``paper`` model (x8, width 64) needs
-about 50 times the output image's float32 bytes per window (measured on the CPU: 150 MB at
-LR 64 -> 512 px, 1.4 GB at LR 192 -> 1536 px), so a large ``--lr-size`` (which
-``mfsr enhance`` itself suggests to keep a large face's own pixels) at the default batch can
-exceed the machine's memory. On Linux the kernel then kills the process with no message. So:
+A U-Net's memory grows with the output's pixels (docs/enhance.md has the ``paper`` model's
+figures), so a large LR size (which ``mfsr enhance`` itself suggests to keep a large face's own
+pixels) at the default batch can exceed the machine's memory. On Linux the kernel then kills
+the process with no message. So:
 
 * :func:`fit_batch` measures the model's peak memory for one window at two probe sizes, fits
   a fixed part plus a part proportional to the pixels (checked against direct measurements
   up to 256 px), and lowers the batch to what fits in :data:`USABLE` of the memory available
-  now, or stops with one line naming ``--lr-size`` when not even one window fits. Measured,
+  now, or stops with one line naming the LR size when not even one window fits. Measured,
   not computed from the architecture, so it holds for any model and for
   ``--flip-ensemble``; small LR sizes are not checked (their windows need little memory).
 * :class:`BatchCalls` runs the batches and, when an allocation fails anyway (CUDA out of
@@ -39,7 +38,7 @@ from mfsr.errors import MfsrError
 #: the allocator's slack, the error of the estimate).
 USABLE = 0.7
 #: Probe sizes: one window at this LR size and at twice it. LR sizes up to twice it are not
-#: checked: a 128 px window of the ``paper`` model needs about 200 MB.
+#: checked: their windows need little memory (docs/enhance.md).
 PROBE_LR = 64
 
 Warn = Callable[[str], None]

@@ -57,8 +57,8 @@ class EvalOptions:
     ``cache_dir``: descriptor cache root (default ``$MFSR_CACHE`` or ``~/.cache/mfsr``);
     ``use_cache=False`` disables it. ``limit``: evaluate the first N samples only.
     ``torch_threads``: torch threads of this process during the run (restored afterwards);
-    default 1 when there are workers (they use the other cores; two torch threads competing
-    with them for two cores made LPIPS 7x slower in CPU time), else torch's own setting.
+    default 1 when there are workers (they use the other cores; docs/benchmarks.md,
+    "Component timings"), else torch's own setting.
     ``overwrite``: replace a finished evaluation in ``out`` (one with ``summary.json``).
     """
 

@@ -32,9 +32,7 @@ from mfsr.losses.pixel import Reduction, check_pair, check_reduction, reduce_los
 from mfsr.weights import TrunkInfo
 
 #: dlib's face chip (150 px, padding 0.25) in an LFW-framed crop, as fractions of the crop
-#: side: centre x, centre y, side. Measured with dlib's HOG detector, 5-point landmarks and
-#: ``get_face_chip_details`` on 393 HR crops (128 px) of the LFW validation split: centre
-#: (0.505 +- 0.022, 0.538 +- 0.017), side 0.456 +- 0.036, rotation -1.4 +- 3.2 degrees.
+#: side: centre x, centre y, side (measured on LFW validation crops: docs/losses.md).
 LFW_CHIP = (0.505, 0.538, 0.456)
 #: Residual blocks of dlib's ResNet (``feature_blocks`` can stop after 0-14 of them).
 N_BLOCKS = 14
@@ -96,8 +94,8 @@ class IdentityLoss(FrozenNetLoss):
         device: where the network lives (inputs must be there too).
 
     ``pred`` and ``target``: ``(B, 3, H, W)`` RGB in [0, 1]; ``target`` is a constant (no
-    gradient). The network is frozen and always in eval mode; it costs about 0.5 GFLOP per
-    image forward (2.6 ms per face on 2 CPU cores at batch 40).
+    gradient). The network is frozen and always in eval mode (about 0.5 GFLOP per image
+    forward; timings: docs/benchmarks.md, "Component timings").
     """
 
     def __init__(

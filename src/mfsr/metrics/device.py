@@ -6,12 +6,9 @@ with an 11 x 11 Gaussian window (sigma 1.5) averaged over the valid region, all 
 Values agree with :mod:`mfsr.metrics.pixel` to about 1e-12 (only the order of float64 sums
 differs; ``tests/test_metrics.py``).
 
-Why: :mod:`mfsr.metrics.pixel` runs in NumPy, so validating on a GPU meant copying every
-output to the host and 13-17 ms of CPU per 256² face (200 faces per epoch: 15-17 minutes of a
-``paper`` run). On the CPU that NumPy path stays the faster one (13 ms against 56 ms here per
-256² image: float64 convolutions are slow in torch on the CPU), so training uses this module
-only on CUDA. Why not torchmetrics: its SSIM averages over the reflect-padded border
-(``docs/metrics.md``) and in float64 took about 1 s per 256² image on 2 CPU cores.
+Training uses it on CUDA only, so that validation does not copy every output to the host; on
+the CPU the NumPy path is the faster one (docs/benchmarks.md, "Component timings"). Not
+torchmetrics: its SSIM averages over the reflect-padded border (docs/metrics.md).
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ def analyze_face(
 ) -> FaceAnalysis:
     """Detect faces in ``image`` (``uint8 (H, W, 3)`` RGB) and describe the central one.
 
-    About 16 ms (detection, upsample 1, 256 x 256) + 11 ms (descriptor) on one CPU core.
+    Timings: docs/benchmarks.md, "Component timings".
     """
     faces = detect_faces(image, upsample=upsample, min_score=min_score)
     face = central_face(faces, image.shape[1], image.shape[0])

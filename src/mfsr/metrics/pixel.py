@@ -22,8 +22,8 @@ and returns a float64 NumPy array ``(B,)``, one value per image. Conventions:
   the reflect-padded border too (up to about 0.01 higher or lower at 256 x 256), so mfsr takes
   the valid region of its full SSIM map.
 
-Computed in float64 with OpenCV's separable filters (about 4 ms per 256 x 256 image), so the
-values agree with scikit-image to about 1e-12. Nothing here imports torch.
+Computed in float64 with OpenCV's separable filters, so the values agree with scikit-image to
+about 1e-12. Nothing here imports torch.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ implementation, the ``cpbd`` package, which ports the authors' MATLAB code):
 Colour images are converted to 8-bit grey first with ITU-R BT.601 weights and rounding, exactly
 as Pillow's ``convert("L")`` (:func:`rgb_to_gray`).
 
-Speed: about 15 ms per 256 x 256 face on one CPU core (the reference takes about 330 ms).
+Timings: docs/benchmarks.md, "Component timings".
 """
 
 from __future__ import annotations

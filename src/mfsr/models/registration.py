@@ -177,8 +177,8 @@ def shift_image(
     at ``u(X) + shift`` with ``u`` the ``align_corners=False`` map (as ``F.interpolate``); borders
     are replicated. This undoes a ``+shift`` motion. Returns ``(M, C, H, W)``, not clamped.
     The same values as ``F.grid_sample(mode="bicubic", padding_mode="border")`` (to 1e-6), as
-    two batched matrix products: bicubic interpolation is separable, and a matrix product is
-    10x faster on a CPU than grid_sample's per-pixel taps at these sizes.
+    two batched matrix products: bicubic interpolation is separable, and the products are
+    faster than grid_sample's per-pixel taps (docs/benchmarks.md, "Component timings").
     """
     _, _, h, w = image.shape
     out_h, out_w = size if size is not None else (h, w)

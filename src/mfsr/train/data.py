@@ -180,9 +180,8 @@ class TrainStream(Dataset):
     docstring).
 
     One stream, and so one DataLoader, serves the whole run: its worker processes are forked
-    once, not at every epoch (measured on 2 CPUs: about 130 ms per epoch to fork four workers,
-    wait for their first batch and stop them; 10 minutes over the 15 x 300 epochs of the
-    ``paper`` study), and they prepare the next epoch's first batches while the main process
+    once, not at every epoch (docs/benchmarks.md, "Epoch ends"), and they prepare the next
+    epoch's first batches while the main process
     validates. Item ``i`` is a pure function of (seed, epoch, position), so the
     samples are exactly those of separate per-epoch streams.
     """
