@@ -25,6 +25,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 LFW = SHARED / "lfw" / "images_deepfunneled"
 VIDEOS = SHARED / "video-voxceleb2"
 CLIP = VIDEOS / "Audio_Source_00086.mp4"  # 224 px, face box ~150 px
+LFW_PHOTO = LFW / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg"
 
 
 def require(path: Path) -> Path:

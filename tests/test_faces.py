@@ -11,13 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-from helpers import CLIP, LFW
+from helpers import CLIP, LFW_PHOTO
 from mfsr import faces
 from mfsr.data.images import read_rgb
 from mfsr.errors import MfsrError
 from mfsr.faces import DEFAULT_MIN_SCORE, Face, detect_faces, model_path
-
-LFW_PHOTO = LFW / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg"
 
 
 def need(path: Path) -> Path:
