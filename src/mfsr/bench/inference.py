@@ -22,7 +22,6 @@ def inference(
     """ms per sequence of the (untrained) model in eval mode under ``torch.inference_mode``,
     for each batch size; ``frames`` ``(B0, N, 3, h, w)`` is repeated to fill a batch. On CUDA
     with the training config's ``amp`` and ``channels_last``."""
-
     cuda = device.type == "cuda"
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model).to(device).eval()
@@ -63,7 +62,6 @@ def metrics(sr: np.ndarray, hr: np.ndarray, device: torch.device) -> dict[str, A
     process, on ``uint8 (B, H, W, 3)`` outputs and targets. ``ffr`` is dlib detection plus
     descriptor of both images (``mfsr evaluate`` caches the HR half across methods); LPIPS
     uses the AlexNet trunk (a random one of the same cost when the ImageNet file is absent)."""
-
     n = len(sr)
     lpips_metric = LPIPSMetric("alex", device, random_trunk=True)
     lpips_metric(sr[:1], hr[:1])  # warm-up: lazy initialisation

@@ -72,7 +72,6 @@ class BenchOptions:
 
 def machine(device: torch.device | None = None) -> dict[str, Any]:
     """The machine and library versions, for benchmark outputs."""
-
     cpu = platform.processor() or "?"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -100,7 +99,6 @@ def machine(device: torch.device | None = None) -> dict[str, Any]:
 
 def _eval_pairs(cfg: Any, n: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     """(frames of the first val samples, bicubic outputs, HR targets) for the timings."""
-
     ds = val_dataset(cfg)
     items = [ds[i] for i in range(min(n, len(ds)))]
     if not items:
@@ -114,7 +112,6 @@ def _eval_pairs(cfg: Any, n: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray]
 
 def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Measure, write ``bench.json`` and ``bench.md`` into ``opts.out``; returns the document."""
-
     cfg = _checked_config(opts)
     device = pick_device(opts.device)
     n = opts.counts()
@@ -144,7 +141,6 @@ def run_bench(opts: BenchOptions, say: Callable[[str], None] = print) -> dict[st
 
 def _checked_config(opts: BenchOptions):
     """The training config to time, with the options checked before any measurement."""
-
     if any(w < 0 for w in opts.workers):
         raise BadArgument(f"`workers` must be >= 0, got {opts.workers}")
     if opts.eval_images is not None and opts.eval_images < 1:  # 0 meant the default before
@@ -184,7 +180,6 @@ def _header(opts: BenchOptions, cfg, device) -> dict[str, Any]:
 def _training_sections(doc, opts, cfg, dataset, batch, device, n, say) -> dict[str, Any]:
     """The bare step per loss, the data feed, and the loop against the bare step; returns the
     bare step of the config's own loss (what the loop runs)."""
-
     mode = cfg.compile_mode if cfg.compile else None  # the bare step's torch.compile mode
     rows = []
     for loss in dict.fromkeys([cfg.loss, *opts.losses]):
@@ -226,7 +221,6 @@ def _training_sections(doc, opts, cfg, dataset, batch, device, n, say) -> dict[s
 
 def _evaluation_sections(doc, opts, cfg, device, n, say) -> None:
     """The validation pass, inference at batch 1 and 32, and every evaluation metric."""
-
     say("validation pass")
     val_batch = cfg.val_batch(device.type == "cuda")
     faces = opts.eval_images or n["images"]

@@ -73,7 +73,6 @@ def time_calls(fn: Callable[[], Any], calls: int, warmup: int, device: torch.dev
 def stream(cfg: TrainConfig, dataset: Any, steps: int | None = None) -> Any:
     """Epoch 0 of the training stream over ``dataset`` (from
     :func:`mfsr.train.data.train_dataset`, built once), ``steps`` batches long."""
-
     if steps is not None:
         cfg = replace(cfg, steps_per_epoch=steps)
     return TrainStream(dataset, cfg, rank=0, world=1, end_epoch=1)
@@ -83,7 +82,6 @@ def first_batch(cfg: TrainConfig, dataset: Any) -> dict[str, Any]:
     """The run's first training batch (epoch 0), collated on the CPU. With
     ``data.synthesis: device`` its plans are kept under ``plan`` and synthesised (on the CPU)
     into ``frames`` and ``hr``."""
-
     items = stream(cfg, dataset)
     batch = collate([items[i] for i in range(cfg.batch_size)])
     if "source" in batch:
@@ -97,7 +95,6 @@ def synthesis_step(
 ) -> dict[str, Any]:
     """Time of the device half of ``data.synthesis: device`` on one batch of plans (moved to
     the device inside the timed call, as in the loop)."""
-
     times = time_calls(lambda: batch_tensors(plan, cfg, hr_size, device), calls, 2, device)
     seconds = statistics.median(times)
     return {"ms": 1000 * seconds, "samples_per_s": cfg.batch_size / seconds}
@@ -116,7 +113,6 @@ def bare_step(
     device, with training's CUDA settings (``amp``, ``channels_last``), the model eager or
     ``torch.compile``d in ``compile_mode``; FLOPs per step counted by torch's FlopCounterMode
     (model and loss network, forward and backward)."""
-
     cuda = device.type == "cuda"
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model).to(device).train()
@@ -174,7 +170,6 @@ def _step_record(
 
 
 def _options(cfg: TrainConfig, loss: str) -> dict[str, Any]:
-
     names = {name for _, name in parse_spec(loss)}
     return {k: v for k, v in cfg.loss_options.items() if k in names}
 
@@ -183,7 +178,6 @@ def feed_rate(cfg: TrainConfig, dataset: Any, workers: int, batches: int) -> flo
     """Samples/s the training data pipeline (the loop's DataLoader, ``workers`` processes)
     delivers, alone, after one warm-up batch (worker start-up excluded). With
     ``data.synthesis: device`` that is plans, whose device half :func:`synthesis_step` times."""
-
     cfg = replace(cfg, data=replace(cfg.data, workers=workers))
     it = iter(train_loader(stream(cfg, dataset, batches + 1), cfg))
     next(it)
@@ -198,7 +192,6 @@ def loop_step_ms(cfg: TrainConfig, workers: int, steps: int, warmup: int) -> flo
     """Median ms between consecutive steps of the real ``train()`` (one epoch of
     ``warmup + steps + 2`` steps in a temporary folder; the last step, which writes the log
     row, and the validation after it fall outside the timed steps)."""
-
     stamps: list[float] = []
     total = warmup + steps + 2
     with tempfile.TemporaryDirectory(prefix="mfsr-bench-") as tmp:
@@ -222,7 +215,6 @@ def loop_step_ms(cfg: TrainConfig, workers: int, steps: int, warmup: int) -> flo
 def batch_ms(cfg: TrainConfig, dataset: Any, batches: int) -> float:
     """Median ms to make one training batch in this process (synthesis or reading, tensors,
     collation): what the loop pays per step with no loader workers."""
-
     items = stream(cfg, dataset, batches)
     times = []
     for i in range(batches):
@@ -239,7 +231,6 @@ def validation(
     mode, the config's loss, PSNR and SSIM) per val face, over the first ``faces`` val samples
     kept in memory as the loop keeps them, ``batch`` per call; projected over the config's
     val set (``data.val_limit``) and epochs."""
-
     subset = val_dataset(cfg)
     val_faces = len(subset)
     subset.samples = subset.samples[:faces]

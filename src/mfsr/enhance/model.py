@@ -88,7 +88,6 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 def bicubic_reference(windows: np.ndarray, scale: int) -> np.ndarray:
     """Bicubic upsampling (``align_corners=False``, clamped) of each window's reference frame:
     ``uint8 (B, N, lr, lr, 3)`` -> ``uint8 (B, s*lr, s*lr, 3)``, the comparison image."""
-
     ref = windows[:, windows.shape[1] // 2]
     x = torch.tensor(np.asarray(ref)).permute(0, 3, 1, 2).float() / 255.0
     return to_uint8(bicubic_upsample(x, scale))
@@ -167,7 +166,6 @@ def load_enhancer(
     output with the mirrored output of the mirrored input (self-ensemble; 2x model time).
     Raises :class:`MfsrError`.
     """
-
     if (model is None) == (baseline is None):
         raise BadArgument(
             "give exactly one of `model` CHECKPOINT (a run folder or .safetensors file) "
@@ -202,7 +200,6 @@ def load_enhancer(
 
 def _baseline(name: str, n_frames: int | None, scale: int | None, dev: torch.device):
     """(net, config, label, LR-side multiple, provenance) of baseline ``name``."""
-
     if name not in BASELINES:
         raise BadArgument(f"`baseline` must be one of {', '.join(BASELINES)}, got {name!r}")
     cfg = ModelConfig(
@@ -217,7 +214,6 @@ def _checkpoint(
 ):
     """(net, config, label, LR-side multiple, provenance, trained LR size) of a checkpoint;
     ``n_frames`` / ``scale`` given must match it."""
-
     net, cfg, meta = load_model(model, device=dev)
     file = resolve_checkpoint(model)
     if scale is not None and scale != cfg.scale:

@@ -94,7 +94,6 @@ def measure_shifts(stack: np.ndarray) -> np.ndarray:
     """Translation of each frame to the reference ``N // 2`` in LR px, float64 ``(N, 2)`` of
     ``(dx, dy)``: frame ``k`` shows the face moved by ``+shift[k]``. ``stack``: ``uint8
     (N, h, w, 3)``. Uses :func:`mfsr.models.baselines.estimate_shifts`."""
-
     frames = torch.from_numpy(np.ascontiguousarray(stack)).permute(0, 3, 1, 2).double() / 255.0
     return estimate_shifts(frames).double().numpy()
 

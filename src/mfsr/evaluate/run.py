@@ -155,7 +155,6 @@ def _output_maker(opts: EvalOptions, first: Sample | None) -> tuple[Any, dict[st
     """(outputs maker, description of the method). The folder and the model are opened before
     any sample is read (so a bad folder or checkpoint fails fast); a baseline is sized from the
     ``first`` sample, so it returns ``(None, {})`` until that sample is known."""
-
     if opts.outputs is not None:
         return FolderOutputs(opts.outputs), {"kind": "outputs", "folder": str(opts.outputs)}
     if opts.baseline is not None:
@@ -187,7 +186,6 @@ def evaluate(opts: EvalOptions, progress: Progress | None = None) -> EvalResult:
     when ``opts.out`` holds a finished evaluation and not ``opts.overwrite``. ``summary.json``
     is written last: a folder without it (a run stopped part-way) is taken over silently.
     """
-
     opts.validate()
     _check_out(opts)  # before the slow part; again under the lock
     threads = opts.torch_threads or (1 if opts.workers > 0 else torch.get_num_threads())
@@ -270,7 +268,6 @@ class _Pass:
 
 
 def _evaluate(opts: EvalOptions, progress: Progress | None) -> EvalResult:
-
     start = time.perf_counter()
     dataset, indices, exclusions, claimed = open_test_set(opts.data, opts.split, opts.limit)
     lpips_metric = None

@@ -127,7 +127,6 @@ class ModelOutputs:
 
     def __call__(self, samples: list[Sample]) -> list[np.ndarray]:
         """``uint8 (H, W, 3)`` outputs (quantised by rounding) for ``samples`` of equal shape."""
-
         frames = torch.stack([s.frames for s in samples]).to(self.device)
         try:
             with torch.no_grad():
@@ -153,7 +152,6 @@ class ModelOutputs:
 def baseline_model(name: str, first: Sample) -> tuple[torch.nn.Module, dict[str, Any]]:
     """A baseline (``bicubic`` or ``classical``) sized for the test set (scale and frame count
     read from its first sample); returns ``(model, model_config_dict)``."""
-
     if name not in ("bicubic", "classical"):
         raise BadArgument(f"`baseline` must be 'bicubic' or 'classical', got {name!r}")
     n, _, h, w = first.frames.shape

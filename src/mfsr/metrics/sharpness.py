@@ -93,7 +93,6 @@ def _as_gray(image: np.ndarray) -> np.ndarray:
 
 def canny_edges(gray: np.ndarray) -> np.ndarray:
     """Canny edge map (bool ``(H, W)``) of a grey float image in 0-255 (settings above)."""
-
     kwargs = {"sigma": CANNY_SIGMA, "mode": "constant", "cval": 0.0, "truncate": 4.0}
     mass = ndi.gaussian_filter(np.ones_like(gray), **kwargs) + np.finfo(np.float64).eps
     smooth = ndi.gaussian_filter(gray, **kwargs) / mass
@@ -146,7 +145,6 @@ def _non_maximum_suppression(gi: np.ndarray, gj: np.ndarray, mag: np.ndarray) ->
 
 def _hysteresis(low: np.ndarray, high: np.ndarray) -> np.ndarray:
     """Keep the 8-connected components of ``low`` that contain a ``high`` pixel."""
-
     labels, count = ndi.label(low, structure=np.ones((3, 3), dtype=bool))
     if count == 0:
         return low

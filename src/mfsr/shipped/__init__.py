@@ -44,7 +44,6 @@ DEFAULT = "quick-identity-x4"
 def shipped_path(name: str = DEFAULT) -> Path:
     """The checked file of shipped model ``name``. Raises :class:`MfsrError` for an unknown
     name, or a file that is missing or altered (a damaged install)."""
-
     if name not in SHIPPED:
         raise MfsrError(f"no shipped model {name!r}; shipped: {', '.join(SHIPPED)}")
     model = SHIPPED[name]

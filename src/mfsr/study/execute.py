@@ -126,7 +126,6 @@ def _record_training(
 def _train_here(
     study: StudyConfig, cfg: TrainConfig, resume: bool, counts: Counts, reporter: Reporter
 ) -> None:
-
     total = cfg.epochs * cfg.steps_per_epoch
     reporter.stage(f"{'resuming' if resume else 'training'} {cfg.name}")
 
@@ -261,7 +260,6 @@ def evaluate_one(
 ) -> Path:
     """Evaluate a run folder (``model``) or a baseline into ``<study>/eval/<name>/``, unless
     that folder already has a ``summary.json`` newer than the run's; returns the folder."""
-
     out = study.study_dir / "eval" / name
     done = out / "summary.json"
     if done.is_file():

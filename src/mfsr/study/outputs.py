@@ -41,7 +41,6 @@ def qualitative_columns(
     network of each loss row (each loss, variant and frame count) of seed ``qualitative.seed``
     (default: the first seed), HR.
     """
-
     q = study.qualitative
     dataset = SequenceDataset(data / study.evaluate.split, n_frames=None, require_hr=True)
     index = {s.id: i for i, s in enumerate(dataset.samples)}
@@ -82,7 +81,6 @@ def write_outputs(
     data: Path,
 ) -> tuple[dict[str, Path], dict[str, Any]]:
     """Write tables, figures and ``report.html``; returns ``(files, results document)``."""
-
     root = study.study_dir
     methods, ids, dropped = build_methods(study, groups)
     extra = {**extra, "timing": _timing(root), "ids": ids}

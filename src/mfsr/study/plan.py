@@ -98,7 +98,6 @@ def base_train_dict(study: StudyConfig) -> dict[str, Any]:
 def _loss_options(study: StudyConfig, base: dict[str, Any], spec: str) -> dict[str, Any]:
     """Per-term loss options for ``spec``: the base config's, then the study's, restricted to
     the terms the spec has (``build_loss`` refuses options for absent terms)."""
-
     names = {name for _, name in parse_spec(spec)}
     merged = merge(base.get("loss_options") or {}, study.loss_options)
     return {k: v for k, v in merged.items() if k in names}
@@ -174,7 +173,6 @@ def reference_view(
     training from the same photos works. Idempotent: existing samples are kept; each new one
     is written under a dot name and renamed into place.
     """
-
     meta = json.loads((dataset / "dataset.json").read_text(encoding="utf-8"))
     if not 1 <= n_frames <= meta.get("n_frames", n_frames):
         raise MfsrError(f"{dataset}: has {meta.get('n_frames')} frames, cannot keep {n_frames}")

@@ -178,7 +178,6 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None) -> StudyResu
 
 
 def _run_study(study: StudyConfig, reporter: Reporter | None) -> StudyResult:
-
     rep = reporter or Reporter()
     counts = Counts()
     root = study.study_dir

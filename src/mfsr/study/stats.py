@@ -109,7 +109,6 @@ def _num(x: float) -> float | None:
 def summarize_metric(v: np.ndarray) -> dict[str, Any]:
     """Value, bootstrap interval, per-seed values, seed SD and t-interval of ``v`` ``(R, n)``;
     for failure metrics also the mean count over seeds and the images judged."""
-
     per_run = _nanmean(v, axis=1)
     finite = np.isfinite(v)
     value = _nanmean(per_run, axis=0)
@@ -169,7 +168,6 @@ def holm(pvalues: list[float | None]) -> list[float | None]:
 def compare(a: Method, b: Method, metric: str) -> dict[str, Any] | None:
     """Paired comparison of methods ``a`` and ``b`` on ``metric`` (see the module docstring);
     None when either lacks the metric."""
-
     if metric not in a.values or metric not in b.values:
         return None
     va, vb = _nanmean(a.values[metric], 0), _nanmean(b.values[metric], 0)

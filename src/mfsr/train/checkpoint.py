@@ -43,7 +43,6 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
 
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     """Atomically write ``tensors`` and the JSON-able ``meta`` to ``path`` (safetensors)."""
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
@@ -73,7 +72,6 @@ def read_checkpoint(
     path: str | os.PathLike, verify: bool = True
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read (tensors, meta) from an mfsr checkpoint; every problem is one MfsrError line."""
-
     path = Path(path)
     if not path.is_file():
         raise MfsrError(f"{path}: checkpoint not found")
@@ -131,7 +129,6 @@ def load_model(
     does not fit it, or NaN/inf weights (which would give silently black or garbage faces),
     is a clear error.
     """
-
     file = resolve_checkpoint(path, which)
     tensors, meta = read_checkpoint(file)
     if "model_config" not in meta:
@@ -169,7 +166,6 @@ def read_init_weights(cfg: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     """The model weights of ``cfg.init_from`` (a run folder: its best, else last checkpoint; or
     a checkpoint file), the start of a fine-tuning run, and a record of where they came from.
     The stored model config must equal ``cfg.model``; every problem is one MfsrError line."""
-
     source, source_cfg, meta = load_model(cfg.init_from)
     ours, theirs = to_dict(cfg.model), to_dict(source_cfg)
     if ours != theirs:

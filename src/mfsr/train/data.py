@@ -137,7 +137,6 @@ class ValBatches:
     """
 
     def __init__(self, val_set: Dataset, batch_size: int, device: Any) -> None:
-
         self.val_set, self.batch_size, self.device = val_set, batch_size, device
         self.kept: list[tuple[Any, Any]] | None = None
         size = 0
@@ -148,7 +147,6 @@ class ValBatches:
         self.scale = torch.tensor(255.0, device=device)  # a tensor: true division on CUDA too
 
     def __iter__(self) -> Any:
-
         if self.kept is not None:
             for frames, hr in self.kept:
                 yield frames.float() / self.scale, hr.float() / self.scale
@@ -243,7 +241,6 @@ def batch_tensors(
 @contextlib.contextmanager
 def opencv_threads(n: int) -> Iterator[None]:
     """OpenCV's thread count set to ``n`` for the block, restored after."""
-
     before = cv2.getNumThreads()
     cv2.setNumThreads(n)
     try:
@@ -273,7 +270,6 @@ class _ForkSafeLoader(DataLoader):
 def train_loader(stream: TrainStream, cfg: TrainConfig, pin_memory: bool = False) -> Any:
     """The training DataLoader over ``stream``: batches of ``cfg.batch_size`` in stream order,
     ``cfg.data.workers`` single-threaded worker processes, mfsr's ``collate``."""
-
     return _ForkSafeLoader(
         stream,
         batch_size=cfg.batch_size,

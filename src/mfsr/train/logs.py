@@ -167,7 +167,6 @@ def save_samples(path: Path, lr_ref: torch.Tensor, sr: torch.Tensor, hr: torch.T
 
     ``lr_ref``: (B, 3, h, w); ``sr``, ``hr``: (B, 3, H, W); all in [0, 1].
     """
-
     up = torch.nn.functional.interpolate(
         lr_ref, size=hr.shape[-2:], mode="bicubic", align_corners=False
     )

@@ -174,7 +174,6 @@ def _wrapped(cfg: TrainConfig, model: torch.nn.Module, world: int, device: torch
 def set_up(cfg: TrainConfig, resume: bool) -> Run:
     """Build the run (see the module docstring); raises :class:`MfsrError` for a run folder,
     dataset, fine-tuning source or checkpoint that cannot be used."""
-
     rank, world, device = setup_distributed(cfg)
     master, cuda, run_dir = rank == 0, device.type == "cuda", cfg.run_dir
     resume_from = check_run_dir(cfg, resume) if master else None
@@ -227,7 +226,6 @@ def set_up(cfg: TrainConfig, resume: bool) -> Run:
 @torch.no_grad()
 def bicubic_psnr(val_batches: ValBatches, cfg: TrainConfig) -> float:
     """Mean validation PSNR of bicubic upsampling of the reference frame (the bar to clear)."""
-
     bicubic = build_model(
         replace(ModelConfig(), name="bicubic", n_frames=cfg.model.n_frames, scale=cfg.model.scale)
     )
