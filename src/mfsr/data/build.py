@@ -90,8 +90,8 @@ class BuildOptions:
         if self.seed < 0:
             raise BadArgument(f"`seed` must be >= 0, got {self.seed}")
         if not 0 < self.max_upscale < math.inf:  # also refuses NaN
-            raise MfsrError(
-                f"--max-upscale must be a positive finite number, got {self.max_upscale}"
+            raise BadArgument(
+                f"`max_upscale` must be a positive finite number, got {self.max_upscale}"
             )
 
     def settings(self) -> dict:
