@@ -31,14 +31,19 @@ def test_usage_errors_exit_2_without_traceback():
 
 
 def test_library_errors_name_arguments_and_the_cli_names_flags():
+    from mfsr.cli import flags_of
+    from mfsr.enhance.source import register_window
     from mfsr.errors import BadArgument, MfsrError
 
     exc = BadArgument("`batch_size` must be >= 1, got 0; or use `every_frame`")
     assert isinstance(exc, MfsrError) and isinstance(exc, ValueError)
     assert str(exc) == "`batch_size` must be >= 1, got 0; or use `every_frame`"
-    assert exc.with_flags() == "--batch-size must be >= 1, got 0; or use --every-frame"
-    assert exc.with_flags({"every_frame": "--all"}).endswith("or use --all")
-    from mfsr.enhance.source import register_window
-
+    enhance = flags_of(["enhance", "--video", "x.mp4"])
+    assert exc.with_flags(enhance) == "--batch-size must be >= 1, got 0; or use --all"
+    build = flags_of(["data", "build"])
+    assert build["n_frames"] == "--frames" and build["max_upscale"] == "--max-upscale"
+    # a name no flag of the command sets (a config field) is shown bare, not as a made-up flag
+    limit = BadArgument("`max_upscale` must be a positive finite number, got inf")
+    assert limit.with_flags(flags_of(["train"])).startswith("max_upscale must be")
     with pytest.raises(BadArgument, match=r"^`register` must be one of integer, full, none"):
         register_window([], 8, "sideways")  # the library's own words, not a flag

@@ -24,10 +24,10 @@ class BadArgument(MfsrError, ValueError):
     library's words (```batch_size` must be >= 1, got 0``); the CLI shows each as the flag that
     sets it (``--batch-size must be >= 1, got 0``): :meth:`with_flags`."""
 
-    def with_flags(self, flags: dict[str, str] | None = None) -> str:
-        """The message with each ```name``` as ``flags[name]`` (default ``--name-with-dashes``)."""
-        flags = flags or {}
-        return _NAMED.sub(lambda m: flags.get(m[1], "--" + m[1].replace("_", "-")), str(self))
+    def with_flags(self, flags: dict[str, str]) -> str:
+        """The message with each ```name``` as ``flags[name]``, or as the bare name when no flag
+        sets it (a config field, say)."""
+        return _NAMED.sub(lambda m: flags.get(m[1], m[1]), str(self))
 
 
 _NAMED = re.compile(r"`(\w+)`")

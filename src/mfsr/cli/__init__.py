@@ -93,12 +93,28 @@ def _interruption(exc: BaseException | None) -> KeyboardInterrupt | None:
     return exc
 
 
-#: Per command, the library arguments its flags name otherwise (the rest: ``--name-with-dashes``).
-FLAGS = {
+#: Per command, the library arguments that its flags name otherwise (the rest are found by the
+#: option's own name: ``batch_size`` -> ``--batch-size``).
+RENAMED = {
     "enhance": {"every_frame": "--all"},
     "data build": {"n_frames": "--frames", "write_splits": "--splits"},
     "data from-video": {"n_frames": "--frames"},
 }
+
+
+def flags_of(argv: list[str]) -> dict[str, str]:
+    """``{library argument: flag}`` for the command that ``argv`` runs (``data build`` ...)."""
+    command, path = typer.main.get_command(app), []
+    while path != argv and argv[len(path)] in getattr(command, "commands", {}):
+        command = command.commands[argv[len(path)]]  # a group's subcommand
+        path.append(argv[len(path)])
+    flags = {
+        p.name: max(p.opts, key=len)
+        for p in command.params
+        if p.name and any(o.startswith("--") for o in p.opts)
+    }
+    return flags | RENAMED.get(" ".join(path), {})
+
 
 _TERMINATED: list[bool] = []  # set by the SIGTERM handler
 
@@ -127,8 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="mfsr")
     except MfsrError as exc:
-        flags = FLAGS.get(" ".join(argv[:2]), FLAGS.get(argv[0] if argv else "", {}))
-        line = exc.with_flags(flags) if isinstance(exc, BadArgument) else str(exc)
+        line = exc.with_flags(flags_of(argv)) if isinstance(exc, BadArgument) else str(exc)
         typer.secho(f"error: {line}", fg="red", err=True)
         sys.exit(2)
     except OSError as exc:
