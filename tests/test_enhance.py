@@ -75,9 +75,10 @@ def test_video_with_classical_baseline_end_to_end(clip, tmp_path):
         before, after = np.abs(w["shifts_lr_px"]).max(), np.abs(w["residual_lr_px"]).max()
         assert after <= max(before, 0.01)  # registration never makes alignment worse
     assert doc["timings_s"]["total"] > 0 and doc["faces_per_s"]["model"] > 0
-    # A second run into the same folder is refused without --overwrite.
+    # A second run into the same folder is refused without --overwrite (the library names its
+    # argument; mfsr.cli.main shows the flag: tests/test_storage_faults.py).
     again = run_cli(*args, "--downscale", str(SMALL), *FAST)
-    assert isinstance(again.exception, MfsrError) and "--overwrite" in str(again.exception)
+    assert isinstance(again.exception, MfsrError) and "`overwrite`" in str(again.exception)
 
 
 def test_tiny_checkpoint_batched_equals_one_at_a_time(clip, ckpt3, tmp_path):

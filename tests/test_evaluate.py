@@ -156,7 +156,7 @@ def test_bad_inputs_are_clear_errors(dataset, tmp_path):
         write_png(wrong / f"{name}.png", np.zeros((32, 32, 3), dtype=np.uint8))
     with pytest.raises(MfsrError, match=r"nothing to evaluate: all 6 .*output wrong size"):
         run(outputs=wrong)
-    with pytest.raises(MfsrError, match="exactly one of --model, --baseline or --outputs"):
+    with pytest.raises(MfsrError, match="exactly one of `model`, `baseline` or `outputs`"):
         run(baseline="bicubic", outputs=wrong)
     with pytest.raises(MfsrError, match="`baseline` must be"):
         run(baseline="nearest")

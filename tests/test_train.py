@@ -84,7 +84,7 @@ def test_existing_run_and_resume_errors(tiny_data, tmp_path):
     with pytest.raises(MfsrError, match="nothing to resume"):
         train(cfg, resume=True)
     train(cfg)
-    with pytest.raises(MfsrError, match="already exists; add --resume"):
+    with pytest.raises(MfsrError, match="already exists; add `resume`"):
         train(cfg)
     changed = load_train_config("smoke", overrides(tiny_data, tmp_path, "epochs=1", "optim.lr=0.5"))
     with pytest.raises(MfsrError, match=r"config differs.*optim"):
