@@ -210,9 +210,9 @@ class NaNAt(torch.nn.Module):
 
 
 def test_nan_stops_without_touching_the_checkpoint_or_is_skipped(tiny_data, tmp_path, monkeypatch):
-    import mfsr.losses
+    import mfsr.train.setup
 
-    monkeypatch.setattr(mfsr.losses, "build_loss", lambda *a, **k: NaNAt(at=6))
+    monkeypatch.setattr(mfsr.train.setup, "build_loss", lambda *a, **k: NaNAt(at=6))
     cfg = load_train_config("smoke", overrides(tiny_data, tmp_path))
     with pytest.raises(MfsrError, match=r"non-finite loss .* at step 5"):
         train(cfg)

@@ -285,12 +285,12 @@ def test_missing_path_or_folder_raises_naming_it(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"hr_size": 250, "scale": 8}, "multiple of the scale"),
+        ({"hr_size": 250, "scale": 8}, "multiple of `scale`"),
         ({"n_frames": 0}, "n_frames"),
-        ({"mode": "train"}, "mode must be one of"),
+        ({"mode": "train"}, "`mode` must be one of"),
         ({"stride": 0}, "stride"),
         ({"enlarge": 0.0}, "enlarge"),
-        ({"split": "a/b"}, "split name"),
+        ({"split": "a/b"}, "`split` 'a/b' must be a plain folder name"),
         ({"border": "wrap"}, "border"),
     ],
 )
