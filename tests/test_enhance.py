@@ -134,6 +134,9 @@ def test_registration_modes(clip, tmp_path):
     assert full["max_abs_residual_lr_px"] < 0.1 <= full["max_abs_shift_lr_px"]
     with pytest.raises(MfsrError, match="`register` must be one of"):
         enhance_video(clip, enhancer, tmp_path / "bad", register="sideways", **kw)
+    # option conflicts are refused before the slow tracking: a missing clip is not even opened
+    with pytest.raises(MfsrError, match="at most one of `every`, `at` and `every_frame`"):
+        enhance_video(tmp_path / "none.mp4", enhancer, tmp_path / "bad", every=3, every_frame=True)
 
 
 def test_single_image_with_one_frame_model(tmp_path):

@@ -146,6 +146,15 @@ def all_windows(segments: list[tuple[int, int]], n_frames: int) -> list[range]:
     return [range(s, s + n_frames) for a, b in segments for s in range(a, b - n_frames + 1)]
 
 
+def check_selection(every: int | None, at: list[float] | None, every_frame: bool) -> None:
+    """Raise :class:`BadArgument` for conflicting window modes or a bad ``every`` (callers
+    check before the slow tracking; :func:`select_windows` checks again)."""
+    if sum([every is not None, bool(at), every_frame]) > 1:
+        raise BadArgument("give at most one of `every`, `at` and `every_frame`")
+    if every is not None and every < 1:
+        raise BadArgument(f"`every` must be >= 1, got {every}")
+
+
 def select_windows(
     segments: list[tuple[int, int]],
     n_frames: int,
@@ -165,11 +174,7 @@ def select_windows(
     :class:`MfsrError` for conflicting modes, a bad ``every``, a time outside the clip or
     unknown fps. Returns windows sorted by start, without duplicates.
     """
-    modes = [every is not None, bool(at), every_frame]
-    if sum(modes) > 1:
-        raise BadArgument("give at most one of `every`, `at` and `every_frame`")
-    if every is not None and every < 1:
-        raise BadArgument(f"`every` must be >= 1, got {every}")
+    check_selection(every, at, every_frame)
     warnings: list[str] = []
     if not at:
         stride = 1 if every_frame else (every or n_frames)

@@ -28,6 +28,7 @@ from mfsr.data.video import UPSAMPLE_LEVELS, Track, track_face
 from mfsr.enhance.geometry import (
     SizeCheck,
     check_face_size,
+    check_selection,
     frame_plan,
     round_multiple,
     select_windows,
@@ -44,8 +45,8 @@ from mfsr.enhance.outputs import (
     write_json,
 )
 from mfsr.enhance.source import (
-    REGISTER_MODES,
     WindowCrops,
+    check_register,
     iter_windows,
     measure_shifts,
 )
@@ -133,14 +134,14 @@ def enhance_video(
     """
     video, out = Path(video), Path(out)
     log = _Log(warn)
-    batch_size = _checked_options(enhancer, batch_size, register, max_frames)
+    selection = {"every": every, "at": at, "every_frame": every_frame}
+    batch_size = _checked_options(enhancer, batch_size, register, max_frames, selection)
     check_out(out, overwrite)  # refuse early, before the slow tracking
     batch_size = fit_batch(enhancer, batch_size, log)  # also before tracking
     started = time.perf_counter()
     clip = {"max_frames": max_frames, "downscale": downscale, "enlarge": enlarge}
     track = _track(video, clip, upsample, progress, log)
     track_s = time.perf_counter() - started
-    selection = {"every": every, "at": at, "every_frame": every_frame}
     windows, size = _windows_that_fit(video, track, enhancer, selection, enlarge, downscale, log)
     prepare_out(out, overwrite)
 
@@ -204,17 +205,20 @@ def _track(
 
 
 def _checked_options(
-    enhancer: Enhancer, batch_size: int | None, register: str, max_frames: int | None
+    enhancer: Enhancer,
+    batch_size: int | None,
+    register: str,
+    max_frames: int | None,
+    selection: dict[str, Any],
 ) -> int:
-    """The batch size (default :data:`DEFAULT_BATCH` for the device), options checked."""
+    """The batch size (default :data:`DEFAULT_BATCH` for the device), options checked (before
+    the slow tracking)."""
+    check_selection(**selection)
     if batch_size is None:
         batch_size = DEFAULT_BATCH["cuda" if enhancer.device.type == "cuda" else "cpu"]
     if batch_size < 1:
         raise BadArgument(f"`batch_size` must be >= 1, got {batch_size}")
-    if register not in REGISTER_MODES:
-        raise BadArgument(
-            f"`register` must be one of {', '.join(REGISTER_MODES)}, got {register!r}"
-        )
+    check_register(register)
     if max_frames is not None and max_frames < 1:
         raise BadArgument(f"`max_frames` must be >= 1, got {max_frames}")
     return batch_size

@@ -113,15 +113,20 @@ class WindowCrops:
     applied: list[bool]
 
 
+def check_register(register: str) -> None:
+    """Raise :class:`BadArgument` unless ``register`` is one of :data:`REGISTER_MODES`."""
+    if register not in REGISTER_MODES:
+        raise BadArgument(
+            f"`register` must be one of {', '.join(REGISTER_MODES)}, got {register!r}"
+        )
+
+
 def register_window(patches: list[Patch], lr_size: int, register: str = "integer") -> WindowCrops:
     """Render a window's LR crops and align them to the reference frame by re-rendering each
     from its patch with the crop moved by the measured shift, rounded to whole LR px
     (``integer``), exact (``full``) or not at all (``none``); see the module docstring.
     ``frames`` of the result is a placeholder ``range(len(patches))``."""
-    if register not in REGISTER_MODES:
-        raise BadArgument(
-            f"`register` must be one of {', '.join(REGISTER_MODES)}, got {register!r}"
-        )
+    check_register(register)
     stack = np.stack([p.render(lr_size) for p in patches])
     shifts = measure_shifts(stack)
     crops = [p.crop for p in patches]
