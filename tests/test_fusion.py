@@ -1,4 +1,5 @@
-"""Batched registration and the ``registered`` fusion of U-Net+GEU (mfsr.models.fusion)."""
+"""Batched registration and the ``registered`` and ``flow`` fusions of U-Net+GEU
+(mfsr.models.fusion)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 from helpers import lfw_sequences, psnr
 from mfsr.models import ModelConfig, build_model
 from mfsr.models.baselines import Bicubic, ClassicalFusion
-from mfsr.models.fusion import RegisteredFusion
+from mfsr.models.fusion import FlowEstimator, RegisteredFusion, warp
 from mfsr.models.registration import register, shift_image, simulate_frames
 
 SMALL = dict(width=8, depth=2, n_geu=1)
@@ -76,12 +77,15 @@ def test_simulated_frames_equal_moving_then_pooling(scale):
     assert torch.allclose(simulate_frames(hr, shifts, scale), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("fusion", ["registered", "flow"])
 @pytest.mark.parametrize("scale", [2, 4, 8])
 @pytest.mark.parametrize("n_frames", [1, 3, 7])
-def test_registered_shapes_and_gradients(scale, n_frames):
+def test_registered_shapes_and_gradients(scale, n_frames, fusion):
     torch.manual_seed(0)
-    cfg = ModelConfig(n_frames=n_frames, scale=scale, fusion="registered", **SMALL)
+    cfg = ModelConfig(n_frames=n_frames, scale=scale, fusion=fusion, **SMALL)
     model = build_model(cfg).train()
+    if fusion == "flow":  # its last layer starts at zero, which stops the earlier layers' grads
+        torch.nn.init.normal_(model.head.flow.net[-1].weight, std=0.01)
     frames = torch.rand(2, n_frames, 3, 16, 16)
     out = model(frames)
     assert out.shape == (2, 3, 16 * scale, 16 * scale) and torch.isfinite(out).all()
@@ -91,10 +95,13 @@ def test_registered_shapes_and_gradients(scale, n_frames):
     assert model.eval()(frames).clamp(0, 1).equal(model(frames))  # eval output in [0, 1]
 
 
-def test_registered_ignores_the_order_of_the_other_frames(default_faces):
+@pytest.mark.parametrize("fusion", ["registered", "flow"])
+def test_registered_ignores_the_order_of_the_other_frames(default_faces, fusion):
     frames = default_faces[0][:2, :, :, :16, :16]
     torch.manual_seed(0)
-    model = build_model(ModelConfig(n_frames=7, scale=4, fusion="registered", **SMALL)).eval()
+    model = build_model(ModelConfig(n_frames=7, scale=4, fusion=fusion, **SMALL)).eval()
+    if fusion == "flow":  # a flow that is not zero, as after training
+        torch.nn.init.normal_(model.head.flow.net[-1].weight, std=0.05)
     order = [5, 0, 6, 3, 1, 4, 2]  # the reference (3) stays in the middle
     with torch.no_grad():
         a, b = model(frames), model(frames[:, order])
@@ -127,6 +134,55 @@ def test_untrained_registered_network_starts_from_the_frames(clean_faces):
             outs[fusion] = psnr(model(frames), hr)
     assert torch.allclose(outs["early"], psnr(Bicubic(4)(frames), hr), atol=1e-4)
     assert (outs["registered"] > outs["early"] + 1.0).all(), outs
+
+
+def test_warp_follows_the_shift_convention(default_faces):
+    """A zero flow leaves the frames as they are; a constant flow moves them as
+    :func:`shift_image` does with the same shift (the registration's convention)."""
+    image = default_faces[0].reshape(-1, 3, 32, 32)
+    assert torch.equal(warp(image, torch.zeros(len(image), 2, 32, 32)), image)
+    shift = torch.tensor([0.37, -0.61]).expand(len(image), 2)
+    flow = shift[:, :, None, None].expand(len(image), 2, 32, 32)
+    assert torch.allclose(warp(image, flow), shift_image(image, shift), atol=1e-5)
+
+
+def test_untrained_flow_network_aligns_as_registered(default_faces):
+    """The flow estimator's last layer starts at zero: before training, `flow` computes exactly
+    what `registered` computes with the same weights."""
+    frames = default_faces[0]
+    torch.manual_seed(0)
+    flow = build_model(ModelConfig(n_frames=7, scale=4, fusion="flow", **SMALL)).eval()
+    registered = build_model(ModelConfig(n_frames=7, scale=4, fusion="registered", **SMALL))
+    kept = {k: v for k, v in flow.state_dict().items() if not k.startswith("head.flow.")}
+    registered.load_state_dict(kept)
+    with torch.no_grad():
+        assert torch.equal(flow(frames), registered.eval()(frames))
+
+
+def test_flow_estimator_learns_what_a_translation_misses(default_faces):
+    """Trained on one real face turned by 2 degrees about its centre (motion that no single
+    translation undoes), the estimator's flow removes most of the difference to the reference.
+    """
+    ref = default_faces[0][:1, 3]  # (1, 3, 32, 32)
+    turn = torch.tensor([[[0.99939, -0.03490, 0.0], [0.03490, 0.99939, 0.0]]])  # 2 degrees
+    grid = F.affine_grid(turn, [1, 3, 32, 32], align_corners=False)
+    moving = F.grid_sample(ref, grid, mode="bicubic", padding_mode="border", align_corners=False)
+    torch.manual_seed(0)
+    estimator = FlowEstimator(3, 16)
+    optimizer = torch.optim.Adam(estimator.parameters(), lr=3e-3)
+    inner = (slice(None), slice(None), slice(4, -4), slice(4, -4))  # borders are replicated
+
+    def error() -> torch.Tensor:
+        moved = warp(moving, estimator(torch.cat([moving, ref], dim=1)))
+        return (moved - ref)[inner].abs().mean()
+
+    before = error().item()
+    for _ in range(150):
+        optimizer.zero_grad()
+        loss = error()
+        loss.backward()
+        optimizer.step()
+    assert error().item() < 0.5 * before, (before, error().item())
 
 
 def test_classical_part_is_a_plain_call_off_cuda(default_faces):

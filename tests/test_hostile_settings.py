@@ -74,7 +74,7 @@ CONFIG_CASES = {  # name -> (YAML text or a change appended to smoke.yaml, extra
     "fusion-unknown": (
         "\n",
         ["--set", "model.fusion=late"],
-        "model.fusion: expected one of 'early', 'shared', 'registered', got 'late'",
+        "model.fusion: expected one of 'early', 'shared', 'registered', 'flow', got 'late'",
     ),
     "back-projection-negative": ("\n", ["--set", "model.back_projection=-1"], "back_projection"),
     "back-projection-too-many": ("\n", ["--set", "model.back_projection=99"], "back_projection"),

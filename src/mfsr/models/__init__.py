@@ -35,10 +35,11 @@ class ModelConfig:
     channels of the U-Net (level ``i`` has ``width * 2**i``). ``depth``: U-Net levels (1..6;
     LR sides must divide by ``2**(depth-1)``). ``n_geu``: GEU blocks at the bottleneck.
     ``fusion``: ``early`` (frames stacked along channels), ``shared`` (a weight-shared
-    per-frame encoder, then a 1x1 conv) or ``registered`` (registration, then aligned,
-    agreement-weighted features and the classical estimate: :mod:`mfsr.models.fusion`).
-    ``residual``: add the bicubic-upsampled reference (``registered``: the classical estimate).
-    ``back_projection``: back-projection steps of ``registered``'s classical estimate (0..20).
+    per-frame encoder, then a 1x1 conv), ``registered`` (registration, then aligned,
+    agreement-weighted features and the classical estimate: :mod:`mfsr.models.fusion`) or
+    ``flow`` (``registered`` with a learned residual flow refining each frame's alignment).
+    ``residual``: add the bicubic-upsampled reference (``registered``/``flow``: the classical
+    estimate). ``back_projection``: back-projection steps of that classical estimate (0..20).
     ``width``/``depth``/``n_geu``/``fusion``/``residual``/``back_projection`` only affect
     ``unet_geu``.
     """
@@ -50,7 +51,7 @@ class ModelConfig:
     width: int = 64
     depth: int = 4
     n_geu: int = 3
-    fusion: Literal["early", "shared", "registered"] = "early"
+    fusion: Literal["early", "shared", "registered", "flow"] = "early"
     residual: bool = True
     back_projection: int = 1
 

@@ -1,4 +1,4 @@
-"""The ``registered`` frame fusion of U-Net+GEU: explicit registration in front of the network.
+"""The ``registered`` and ``flow`` frame fusions of U-Net+GEU: registration in front of the network.
 
 Early fusion leaves the network to discover sub-pixel alignment by itself, and at the budgets
 mfsr can train it does not (the 7-frame network ties the 1-frame one: docs/study.md, the
@@ -21,6 +21,16 @@ network frames that already agree with the reference:
    disagrees with the reference.
 
 The fused features (3 + 4, concatenated, 1x1 conv) enter the U-Net encoder like early fusion's.
+
+``flow`` adds learned alignment between 1 and 3 (after BasicVSR++, Chan et al. 2022, which
+refines a measured optical flow with learned offsets): a small flow estimator reads each
+registered frame with the reference and predicts a residual per-pixel flow of at most
+``MAX_FLOW`` LR px, and the registered frame is resampled along it (bicubic ``grid_sample``).
+It corrects what one translation per frame cannot: rotation, zoom, local motion. Its last
+convolution starts at zero, so an untrained ``flow`` network aligns exactly as ``registered``.
+A flow field rather than deformable convolution: ``torchvision.ops.deform_conv2d`` measured
+47x a plain convolution's time on this project's CPU, and its CPU backward is not
+deterministic (docs/model.md).
 """
 
 from __future__ import annotations
@@ -47,6 +57,47 @@ def _act() -> nn.Module:
     return nn.LeakyReLU(0.2)
 
 
+#: Largest residual flow, LR px: the `default` degradation's 2 degrees of rotation and 2 % zoom
+#: move a 32 px face's edge by about 0.6 px after the best translation.
+MAX_FLOW = 1.0
+
+
+def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """``(M, C, h, w)`` images resampled along ``flow`` ``(M, 2, h, w)`` of ``(dx, dy)`` LR px:
+    output pixel ``X`` reads the input at ``X + flow(X)`` (bicubic, borders replicated), the
+    convention of :func:`~mfsr.models.registration.shift_image`. A zero flow returns ``image``
+    exactly (bicubic taps at pixel centres are 0, 1, 0, 0)."""
+    m, _, h, w = image.shape
+    eye = torch.eye(2, 3, dtype=image.dtype, device=image.device).expand(m, 2, 3)
+    grid = F.affine_grid(eye, [m, 1, h, w], align_corners=False)  # (M, h, w, 2) in [-1, 1]
+    to_unit = torch.tensor([2.0 / w, 2.0 / h], dtype=image.dtype, device=image.device)
+    grid = grid + flow.permute(0, 2, 3, 1) * to_unit
+    return F.grid_sample(image, grid, mode="bicubic", padding_mode="border", align_corners=False)
+
+
+class FlowEstimator(nn.Module):
+    """(registered frame, reference) pairs ``(M, 2C, h, w)`` -> residual flow ``(M, 2, h, w)``
+    in LR px, within ``±MAX_FLOW``; zero before training. Dilated convolutions give a 15 px
+    receptive field at 4 convolutions (enough to see a 32 px face's rotation)."""
+
+    def __init__(self, in_channels: int, width: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(2 * in_channels, width, 3, padding=1),
+            _act(),
+            nn.Conv2d(width, width, 3, padding=2, dilation=2),
+            _act(),
+            nn.Conv2d(width, width, 3, padding=4, dilation=4),
+            _act(),
+            nn.Conv2d(width, 2, 3, padding=1),
+        )
+        nn.init.zeros_(self.net[-1].weight)  # start from the measured registration
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, pairs: torch.Tensor) -> torch.Tensor:
+        return MAX_FLOW * torch.tanh(self.net(pairs))
+
+
 class RegisteredFusion(nn.Module):
     """Frames ``(B, N, C, h, w)`` in [0, 1] -> features ``(B, width, h, w)`` and the classical
     estimate ``(B, C, s*h, s*w)`` in [0, 1] (the residual base). See the module docstring.
@@ -54,14 +105,22 @@ class RegisteredFusion(nn.Module):
     Args:
         n_frames: N (the reference is ``N // 2``); ``scale``: s; ``in_channels``: C;
         ``width``: feature channels out; ``back_projection``: back-projection steps of the
-        classical estimate (0 = plain shift-and-add).
+        classical estimate (0 = plain shift-and-add); ``learned_flow``: add the ``flow``
+        fusion's learned residual alignment (module docstring).
     """
 
     def __init__(
-        self, n_frames: int, scale: int, in_channels: int, width: int, back_projection: int
+        self,
+        n_frames: int,
+        scale: int,
+        in_channels: int,
+        width: int,
+        back_projection: int,
+        learned_flow: bool = False,
     ) -> None:
         super().__init__()
         self.n_frames, self.scale, self.back_projection = n_frames, scale, back_projection
+        self.flow = FlowEstimator(in_channels, max(width // 2, 8)) if learned_flow else None
         self.encode = nn.Sequential(  # shared by every frame: (aligned frame, reference) pairs
             nn.Conv2d(2 * in_channels, width, 3, padding=1),
             _act(),
@@ -88,6 +147,9 @@ class RegisteredFusion(nn.Module):
         aligned, estimate = self.classical(frames)
         ref = frames[:, n // 2 : n // 2 + 1].expand(b, n, c, h, w)
         pairs = torch.cat([aligned, ref], dim=2).reshape(b * n, 2 * c, h, w)
+        if self.flow is not None:  # learned residual alignment of each registered frame
+            moved = warp(pairs[:, :c], self.flow(pairs))  # (B*N, C, h, w)
+            pairs = torch.cat([moved, pairs[:, c:]], dim=1)
         feats = self.encode(pairs)  # (B*N, width, h, w)
         keys = self.key(feats).reshape(b, n, -1, h, w)
         query = self.query(feats.reshape(b, n, -1, h, w)[:, n // 2])  # (B, width, h, w)

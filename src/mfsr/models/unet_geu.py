@@ -17,7 +17,8 @@ defining GEU; this module is mfsr's documented *interpretation* (``docs/model.md
   ``shared`` runs one two-conv encoder with shared weights on every frame and fuses the N
   feature maps with a 1x1 conv; ``registered`` registers the frames first and fuses aligned,
   agreement-weighted features with the classical multi-frame estimate, which also replaces the
-  bicubic reference as the residual base (:mod:`mfsr.models.fusion`).
+  bicubic reference as the residual base (:mod:`mfsr.models.fusion`); ``flow`` is
+  ``registered`` plus a learned residual flow that refines each frame's alignment.
 
 Input ``frames``: float ``(B, N, C, h, w)`` in [0, 1], reference at ``N // 2``, ``h`` and ``w``
 divisible by ``2**(depth-1)``. Output ``(B, C, s*h, s*w)``: **not clamped in training mode**
@@ -37,8 +38,8 @@ from mfsr.models.fusion import RegisteredFusion
 if TYPE_CHECKING:  # a type only: mfsr.models imports this module
     from mfsr.models import ModelConfig
 
-Fusion = Literal["early", "shared", "registered"]
-FUSIONS: tuple[str, ...] = ("early", "shared", "registered")
+Fusion = Literal["early", "shared", "registered", "flow"]
+FUSIONS: tuple[str, ...] = ("early", "shared", "registered", "flow")
 
 
 def _act() -> nn.Module:
@@ -90,8 +91,10 @@ class UNetGEU(nn.Module):
         elif cfg.fusion == "shared":
             self.head = conv_block(in_channels, width)  # shared weights, run once per frame
             self.fuse = nn.Sequential(nn.Conv2d(n_frames * width, width, 1), _act())
-        else:
-            self.head = RegisteredFusion(n_frames, scale, in_channels, width, cfg.back_projection)
+        else:  # registered, or flow: registered with learned residual alignment
+            self.head = RegisteredFusion(
+                n_frames, scale, in_channels, width, cfg.back_projection, cfg.fusion == "flow"
+            )
             self.fuse = nn.Identity()
         depth = cfg.depth
         chans = [width * 2**i for i in range(depth)]
