@@ -77,7 +77,7 @@ def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 
 class FlowEstimator(nn.Module):
     """(registered frame, reference) pairs ``(M, 2C, h, w)`` -> residual flow ``(M, 2, h, w)``
-    in LR px, within ``±MAX_FLOW``; zero before training. Dilated convolutions give a 15 px
+    in LR px, within ``±MAX_FLOW``; zero before training. Dilated convolutions give a 17 px
     receptive field at 4 convolutions (enough to see a 32 px face's rotation)."""
 
     def __init__(self, in_channels: int, width: int) -> None:
