@@ -114,6 +114,16 @@ def test_presets_and_yaml_errors(tmp_path):
         load_model_config("nope")
 
 
+def test_a_bad_override_is_not_blamed_on_the_preset_file():
+    """`mfsr model summary --preset quick --set fusion=flw` once said the packaged quick.yaml
+    held the bad value."""
+    with pytest.raises(MfsrError, match=r"quick\.yaml, overridden: fusion: expected one of") as err:
+        load_model_config("quick", {"fusion": "flw"})
+    assert "flw" in str(err.value)
+    with pytest.raises(MfsrError, match=r"quick\.yaml, overridden: widht: unknown key"):
+        load_model_config("quick", {"widht": 8})
+
+
 def test_bad_input_shapes():
     model = build_model(ModelConfig(n_frames=3, scale=2, width=4, depth=3, n_geu=1))
     with pytest.raises(ValueError, match=r"depth.*divisible by 2\*\*\(depth-1\) = 4"):

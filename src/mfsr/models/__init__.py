@@ -103,10 +103,13 @@ def load_model_config(
 ) -> ModelConfig:
     """A packaged preset (``paper``, ``quick``, ``tiny``, ``bicubic``, ``classical``) or a YAML
     file, with ``overrides`` (field -> value) applied on top; errors are one-line MfsrErrors
-    naming the file and the field."""
+    naming the field and where its bad value came from: the file, or the overrides."""
     path = resolve_preset(str(name_or_path), "model")
-    data = {**read_yaml(path), **(overrides or {})}
-    return from_dict(ModelConfig, data, where=f"{path}: ")
+    data = read_yaml(path)
+    cfg = from_dict(ModelConfig, data, where=f"{path}: ")  # the file alone: its errors are its own
+    if not overrides:
+        return cfg
+    return from_dict(ModelConfig, {**data, **overrides}, where=f"{path}, overridden: ")
 
 
 __all__ = [
