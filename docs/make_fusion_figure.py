@@ -2,7 +2,7 @@
 
 ``mfsr study`` draws ``figures/frames.png`` for the rows of one configuration; the fusion
 results in docs/study.md were trained in several passes (all variants at seed 0, some at 3
-seeds), so this draws the same figure from whatever runs ``<study>/runs`` holds, each row
+seeds), so this draws the same figure from every run scored in ``<study>/eval``, each row
 averaged over the seeds it has (the dots), with the baselines dashed:
 
     .venv/bin/python docs/make_fusion_figure.py --study studies/fusion \\
@@ -15,27 +15,13 @@ import argparse
 import re
 from pathlib import Path
 
-import numpy as np
-
 from mfsr.study import stats
+from mfsr.study.config import load_study_config
 from mfsr.study.figures import FRAMES_METRICS, frames_plot
-from mfsr.study.results import read_rows
+from mfsr.study.plan import RunSpec, method_label
+from mfsr.study.results import build_methods
 
 RUN = re.compile(r"(?P<loss>[a-z]+)-(?P<variant>.+)-n(?P<n>\d+)-s(?P<seed>\d+)$")
-
-
-def _number(cell: object) -> float:
-    """A per-image cell as a float; empty (not judged) is NaN, and 0 stays 0."""
-    return float("nan") if cell is None or cell == "" else float(cell)
-
-
-def values(folders: list[Path], ids: list[str]) -> dict[str, np.ndarray]:
-    """``metric -> (runs, images)`` from the runs' ``per_image.csv``, aligned on ``ids``."""
-    rows = [read_rows(f) for f in folders]
-    out = {}
-    for m in FRAMES_METRICS:
-        out[m] = np.array([[_number(r[i].get(m)) for i in ids] for r in rows])
-    return out
 
 
 def main() -> None:
@@ -43,38 +29,20 @@ def main() -> None:
     p.add_argument("--study", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
-    evals = args.study / "eval"
-    ids = sorted(read_rows(evals / "bicubic"))
-    groups: dict[tuple[str, str, int], list[Path]] = {}
-    for folder in sorted(evals.iterdir()):
+    # the folder's own study.yaml, pointed at the folder wherever it now lies
+    study = load_study_config(str(args.study / "study.yaml"), [f"out_dir={args.study.parent}"])
+    groups: dict[tuple[str, str, int], list[RunSpec]] = {}
+    for folder in sorted((args.study / "eval").iterdir()):
         if (match := RUN.match(folder.name)) and (folder / "per_image.csv").is_file():
-            key = (match["loss"], match["variant"], int(match["n"]))
-            groups.setdefault(key, []).append(folder)
-    methods = []
-    for (loss, variant, n), folders in groups.items():
-        method = stats.Method(
-            key=f"{loss}-{variant}-n{n}",
-            label=f"{loss} {variant} N={n}",
-            kind="loss",
-            runs=[f.name for f in folders],
-            seeds=[int(RUN.match(f.name)["seed"]) for f in folders],
-            values=values(folders, ids),
-            loss=loss,
-            variant=variant,
-            n_frames=n,
-        )
-        methods.append(method)
-        print(f"{method.label}: {len(folders)} seed(s)")
-    for name in ("bicubic", "classical"):
-        method = stats.Method(
-            key=name,
-            label=name,
-            kind="baseline",
-            runs=[name],
-            seeds=[None],
-            values=values([evals / name], ids),
-        )
-        methods.append(method)
+            loss, variant, n = match["loss"], match["variant"], int(match["n"])
+            label = method_label(loss, variant, n)
+            spec = RunSpec(folder.name, label, loss, int(match["seed"]), False, variant, n)
+            groups.setdefault((loss, variant, n), []).append(spec)
+    rows = [(r[0].method, r[0].method, "loss", r, r[0].loss) for r in groups.values()]
+    rows += [(name, name, "baseline", None, None) for name in ("bicubic", "classical")]
+    methods, _, _ = build_methods(study, rows)
+    for m in methods:
+        print(f"{m.label}: {len(m.runs)} run(s)")
     doc = {
         "metrics": {
             k: {"label": stats.METRICS[k][0], "better": stats.METRICS[k][1]} for k in FRAMES_METRICS
