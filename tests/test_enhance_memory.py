@@ -32,22 +32,22 @@ def unet_enhancer(lr_size: int, width: int = 16) -> Enhancer:
     not Path("/proc/self/clear_refs").exists(), reason="peak memory is read from Linux's /proc"
 )
 def test_window_memory_is_measured_and_predicted():
-    """Fitted from windows of 64 and 128 px, the memory of a 256 px window (16x the pixels of
-    the small probe) is predicted to within the measurement's noise, erring high (measured
-    here, two such processes at once: 1.1-1.5x)."""
+    """From windows of 64 and 128 px, the memory of a 256 px window (16x the pixels of the
+    small probe) is predicted erring high: 1.2-1.7x, more where a larger model ran before in
+    the same process (benchmarks/enhance_memory.py; a slope fitted between the probes once
+    erred low in CI, 0.76x)."""
     enhancer = unet_enhancer(64)
-    fixed, per_px = memory_model(enhancer)
-    predicted = fixed + per_px * 256**2
+    predicted = memory_model(enhancer) * 256**2
     measured = min(window_peak_bytes(enhancer, 256) for _ in range(2))
     assert measured > 3 * (4 * 256) ** 2 * 4  # more than the float32 output image
-    assert 0.8 < predicted / measured < 1.8, (fixed, per_px, measured)
+    assert 0.9 < predicted / measured < 2.5, (predicted, measured)
 
 
 def limited(monkeypatch, available: float, per_window_256: float = 4e8) -> None:
     """This much memory available, and the model's measured memory: nothing fixed, and this
     much for one 256 px window."""
     monkeypatch.setattr(memory, "available_bytes", lambda device: int(available))
-    monkeypatch.setattr(memory, "memory_model", lambda e: (0.0, per_window_256 / 256**2))
+    monkeypatch.setattr(memory, "memory_model", lambda e: per_window_256 / 256**2)
 
 
 def test_the_batch_is_lowered_to_what_fits_or_refused(monkeypatch):

@@ -5,12 +5,13 @@ figures), so a large LR size (which ``mfsr enhance`` itself suggests to keep a l
 pixels) at the default batch can exceed the machine's memory. On Linux the kernel then kills
 the process with no message. So:
 
-* :func:`fit_batch` measures the model's peak memory for one window at two probe sizes, fits
-  a fixed part plus a part proportional to the pixels (checked against direct measurements
-  up to 256 px), and lowers the batch to what fits in :data:`USABLE` of the memory available
-  now, or stops with one line naming the LR size when not even one window fits. Measured,
-  not computed from the architecture, so it holds for any model and for
-  ``--flip-ensemble``; small LR sizes are not checked (their windows need little memory).
+* :func:`fit_batch` measures the model's peak memory for one window at two probe sizes,
+  takes the larger of their bytes per pixel (erring high: ``benchmarks/enhance_memory.py``
+  compares it with direct measurements), and lowers the batch to what fits in
+  :data:`USABLE` of the memory available now, or stops with one line naming the LR size
+  when not even one window fits. Measured, not computed from the architecture, so it holds
+  for any model and for ``--flip-ensemble``; small LR sizes are not checked (their windows
+  need little memory).
 * :class:`BatchCalls` runs the batches and, when an allocation fails anyway (CUDA out of
   memory, or the CPU allocator refusing), halves the batch and tries again, down to one
   window.
@@ -97,22 +98,23 @@ def probe_size(enhancer: Enhancer) -> int:
     return round_multiple(PROBE_LR, enhancer.multiple, "up")
 
 
-def memory_model(enhancer: Enhancer) -> tuple[float, float] | None:
-    """``(fixed bytes, bytes per LR pixel and window)`` of ``enhancer``, from its measured
-    peaks for one window at :data:`PROBE_LR` and twice that (each the least of two calls,
-    after an unmeasured one that pays one-time costs); None where peaks cannot be measured."""
+def memory_model(enhancer: Enhancer) -> float | None:
+    """Bytes per LR pixel of one window of ``enhancer``: the larger of its measured peaks per
+    pixel for one window at :data:`PROBE_LR` and twice that (each the least of two calls,
+    after an unmeasured one that pays one-time costs); None where peaks cannot be measured.
+
+    Through the origin on purpose: a fixed part, spread over a probe's few pixels, raises the
+    rate, so the estimate errs high; a slope fitted between two noisy probes erred low.
+    """
     small = probe_size(enhancer)
-    large = 2 * small
     window_peak_bytes(enhancer, small)
-    peaks = []
-    for side in (small, large):  # the least of two: a transient allocation elsewhere adds
+    rates = []
+    for side in (small, 2 * small):  # the least of two: a transient allocation elsewhere adds
         tries = [window_peak_bytes(enhancer, side) for _ in range(2)]
         if None in tries:
             return None
-        peaks.append(min(tries))
-    per_px = max(peaks[1] - peaks[0], 0) / (large**2 - small**2)
-    per_px = max(per_px, peaks[1] / large**2 / 4)  # a noisy small difference: not below this
-    return max(peaks[0] - per_px * small**2, 0.0), per_px
+        rates.append(min(tries) / side**2)
+    return max(rates)
 
 
 def fit_batch(enhancer: Enhancer, batch_size: int, warn: Warn | None = None) -> int:
@@ -123,12 +125,11 @@ def fit_batch(enhancer: Enhancer, batch_size: int, warn: Warn | None = None) -> 
     if lr <= 2 * probe:
         return batch_size
     available = available_bytes(enhancer.device)
-    model = memory_model(enhancer) if available is not None else None
-    if available is None or model is None:
+    per_px = memory_model(enhancer) if available is not None else None
+    if available is None or per_px is None:
         return batch_size
-    fixed, per_px = model
     per_window = per_px * lr**2
-    room = USABLE * available - fixed
+    room = USABLE * available
     fits = int(room // max(per_window, 1.0))
     where = "GPU memory free" if enhancer.device.type == "cuda" else "memory available"
     need = (
@@ -136,7 +137,7 @@ def fit_batch(enhancer: Enhancer, batch_size: int, warn: Warn | None = None) -> 
         f"output, measured at {probe} and {2 * probe} px), {available / 1e9:.1f} GB {where}"
     )
     if fits < 1:
-        side = (max(room, 0.0) / per_px) ** 0.5  # memory grows with the side squared
+        side = (room / per_px) ** 0.5  # memory grows with the side squared
         smaller = round_multiple(side, enhancer.multiple, "down")
         hint = f" ({smaller} would fit)" if smaller <= side else ""
         raise MfsrError(
