@@ -13,6 +13,7 @@ from PIL import Image
 from mfsr.errors import MfsrError
 from mfsr.study import load_study_config, run_study
 from mfsr.study.config import BaselineSpec, EvalSpec, TrainSpec
+from mfsr.study.execute import Reporter
 
 VARIANTS = {"early": ("model.fusion=early",), "registered": ("model.fusion=registered",)}
 
@@ -89,6 +90,16 @@ def test_a_second_call_trains_nothing_and_a_changed_variant_is_refused(axes_stud
     )
     with pytest.raises(MfsrError, match="other variants settings"):
         run_study(changed)
+    notes: list[str] = []
+    reporter = Reporter()
+    reporter.stage = notes.append
+    subset = dataclasses.replace(cfg, variants={"early": VARIANTS["early"]})
+    assert run_study(subset, reporter).counts.trained == []
+    assert any("study.yaml also names registered" in n for n in notes), notes
+    assert "mse registered" not in (cfg.study_dir / "table1.md").read_text()
+    with pytest.raises(MfsrError, match="other variants settings"):  # left out, not forgotten
+        run_study(changed)
+    assert len(run_study(cfg).doc["methods"]) == 5  # the whole study again
 
 
 def test_bad_axes_are_one_line_errors(axes_data, tmp_path):

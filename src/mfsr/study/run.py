@@ -50,10 +50,13 @@ class StudyResult:
     doc: dict[str, Any]
 
 
-def _check_study_file(study: StudyConfig) -> None:
-    """Write ``study.yaml``, refusing a call whose fixed sections differ from the folder's."""
+def _check_study_file(study: StudyConfig) -> list[str]:
+    """Write ``study.yaml``, refusing a call whose fixed sections or variants differ from the
+    folder's. Variants of earlier calls that this call leaves out stay in ``study.yaml`` (so a
+    later call that changes one is still refused); returns their names."""
     path = study.study_dir / "study.yaml"
     now = to_dict(study)
+    old_variants: dict[str, Any] = {}
     if path.is_file():
         before = with_defaults(StudyConfig, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
         changed = [k for k in FIXED if before.get(k) != now.get(k)]
@@ -65,8 +68,11 @@ def _check_study_file(study: StudyConfig) -> None:
                 f"{study.study_dir}: this study was run with other {', '.join(changed)} settings "
                 "(study.yaml); use another name (--set name=...) or another out_dir"
             )
+    left_out = [k for k in old_variants if k not in (now.get("variants") or {})]
+    now["variants"] = {**old_variants, **(now.get("variants") or {})}
     study.study_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, yaml.safe_dump(now, sort_keys=False))
+    return left_out
 
 
 def choose_single_frame_loss(study: StudyConfig, loss_cfgs: list[TrainConfig]) -> dict[str, Any]:
@@ -185,7 +191,7 @@ def _run_study(study: StudyConfig, reporter: Reporter | None) -> StudyResult:
     runs = plan.loss_runs(study)
     checked = [plan.train_config(study, r, base=base) for r in runs]  # every config, first
     base_cfg = checked[0]  # its dataset is every run's (or the source of its frames view)
-    _check_study_file(study)
+    left_out = _check_study_file(study)
     rep.stage(f"dataset {base_cfg.data.dataset}")
     ensure_dataset(base_cfg)  # built once here, before any (parallel) run needs it
     data = Path(base_cfg.data.dataset)
@@ -230,5 +236,10 @@ def _run_study(study: StudyConfig, reporter: Reporter | None) -> StudyResult:
         all_cfgs += sf_cfgs
     extra["runs"] = _runs_table(all_cfgs, root)
     rep.stage("tables, figures and report")
+    if left_out:
+        rep.stage(
+            f"the report covers this call's variants only; study.yaml also names "
+            f"{', '.join(left_out)} from an earlier call (list them in variants to report them)"
+        )
     files, doc = write_outputs(study, base_cfg, groups, extra, data)
     return StudyResult(root, counts, files, doc)
