@@ -24,10 +24,19 @@ def test_help_lists_the_commands():
 
 
 def test_usage_errors_exit_2_without_traceback():
-    for args in (["data", "build", "--bogus"], ["data", "build", "--scale", "x"]):
+    for args in (
+        ["data", "build", "--bogus"],
+        ["data", "build", "--scale", "x"],
+        ["serve", "--port", "99999"],  # once an OverflowError from bind()
+        ["serve", "--port", "-1"],
+    ):
         out = subprocess.run([sys.executable, "-m", "mfsr", *args], capture_output=True, text=True)
         assert out.returncode == 2
         assert "Traceback" not in out.stderr and "Traceback" not in out.stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "mfsr", "serve", "--port", "99999"], capture_output=True, text=True
+    )
+    assert "--port" in out.stderr and "65535" in out.stderr
 
 
 def test_library_errors_name_arguments_and_the_cli_names_flags():
@@ -47,3 +56,12 @@ def test_library_errors_name_arguments_and_the_cli_names_flags():
     assert limit.with_flags(flags_of(["train"])).startswith("max_upscale must be")
     with pytest.raises(BadArgument, match=r"^`register` must be one of integer, full, none"):
         register_window([], 8, "sideways")  # the library's own words, not a flag
+
+
+def test_serve_refuses_a_workdir_that_is_a_file(tmp_path):
+    file = tmp_path / "notes.txt"
+    file.write_text("x")
+    cmd = [sys.executable, "-m", "mfsr", "serve", "--port", "0", "--workdir", str(file)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == f"error: --workdir {file}: not a folder"

@@ -10,7 +10,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def serve(
-    port: int = typer.Option(8765, help="Port to listen on (0: any free port)."),
+    port: int = typer.Option(8765, min=0, max=65535, help="Port to listen on (0: any free port)."),
     host: str = typer.Option(
         "127.0.0.1", help="Address to listen on; any other than loopback requires a token."
     ),
@@ -43,6 +43,8 @@ def serve(
 
     if max_upload_mb < 1:
         raise MfsrError(f"--max-upload-mb must be >= 1, got {max_upload_mb}")
+    if workdir is not None and workdir.exists() and not workdir.is_dir():
+        raise MfsrError(f"--workdir {workdir}: not a folder")
     enhancer = load_enhancer(model or shipped_path(DEFAULT), device=device)
     classical = load_enhancer(
         baseline="classical",
