@@ -18,6 +18,7 @@ from mfsr.data.report import BuildReport
 from mfsr.data.track import link_detections, plan_windows, render_crop, segment_track, smooth_crops
 from mfsr.data.video import UndecodableVideo, iter_frames, track_face
 from mfsr.errors import DataError, MfsrError
+from mfsr.evaluate.sources import resolve_test_set
 from mfsr.faces import DEFAULT_MIN_SCORE, Face, detect_faces
 
 CLIP_NAME = "Audio_Source_00086.mp4"  # 130 frames, 224x224, 25 fps, one face throughout
@@ -173,6 +174,10 @@ def test_eval_mode_writes_degraded_windows_and_meta(clip, tmp_path):
     drawn = degradation["drawn"]
     assert len(drawn["frames"]) == 5
     assert all(f["shift"] == [0.0, 0.0] and f["rotation"] == 0.0 for f in drawn["frames"])
+    # the folder is a dataset root for mfsr evaluate (it was "no usable samples" before)
+    assert resolve_test_set(tmp_path) == tmp_path / "test"
+    with pytest.raises(MfsrError, match=r"has no 'val' split \(it has: test\)"):
+        resolve_test_set(tmp_path, "val")
 
 
 def _default_config() -> dict:

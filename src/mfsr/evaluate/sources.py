@@ -22,9 +22,13 @@ import torch
 from mfsr.config import to_dict
 from mfsr.data.dataset import SequenceDataset
 from mfsr.data.images import IMAGE_SUFFIXES, read_rgb
+from mfsr.data.video_folder import SETTINGS_NAME
 from mfsr.errors import BadArgument, DataError, MfsrError
 from mfsr.metrics.pixel import to_uint8_images
 from mfsr.models import ModelConfig, build_model
+
+#: Files that mark an mfsr dataset root (``mfsr data build``, ``mfsr data from-video``).
+ROOT_FILES = ("dataset.json", SETTINGS_NAME)
 
 
 @dataclass(frozen=True)
@@ -49,12 +53,13 @@ class Sample:
 
 
 def resolve_test_set(data: str | os.PathLike, split: str = "test") -> Path:
-    """``data`` itself, or ``data/<split>`` when ``data`` is an mfsr dataset root (one without
-    that split is an :class:`MfsrError` naming the splits it has)."""
+    """``data`` itself, or ``data/<split>`` when ``data`` is an mfsr dataset root, made by
+    ``mfsr data build`` or ``mfsr data from-video`` (one without that split is an
+    :class:`MfsrError` naming the splits it has)."""
     data = Path(data)
     if not data.is_dir():
         raise MfsrError(f"{data}: test set folder not found")
-    if (data / "dataset.json").is_file():  # a dataset root: the split must be there
+    if any((data / name).is_file() for name in ROOT_FILES):  # the split must be there
         if (data / split).is_dir():
             return data / split
         have = sorted(p.name for p in data.iterdir() if p.is_dir() and not p.name.startswith("."))
