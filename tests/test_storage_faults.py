@@ -150,10 +150,15 @@ def test_enhance_on_a_full_disk_completes_on_rerun(disk, tmp_path, capsys):
     args = ["enhance", "--frames", *frames, "--baseline", "classical", "--out", out]
     reference = tmp_path / "reference"
     assert run(capsys, *args[:-1], reference)[0] == 0
-    disk.fill(leave_pages=2)  # the lock file and the face: the side-by-side image fails
+    face = next(reference.glob("face_*.png")).stat().st_size
+    disk.fill(leave_pages=2 + -(-face // PAGE))  # the lock file and the face fit, not the rest
     code, output = run(capsys, *args)
     assert_one_line_error(code, output, "No space left on device", str(out), "without enhance.json")
     assert not (out / "enhance.json").exists()
+    kept = {p.name: p.read_bytes() for p in out.glob("*.png")}
+    assert [n[:5] for n in kept] == ["face_"], list(kept)
+    assert all(data == (reference / n).read_bytes() for n, data in kept.items())
+    assert _hidden(out) == []  # no half-written image (a cut-off side-by-side once), no temp
     disk.release()
     code, output = run(capsys, *args)  # an unfinished folder is completed without --overwrite
     assert code == 0 and (out / "enhance.json").is_file(), output

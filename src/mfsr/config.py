@@ -47,20 +47,26 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8; undecodable name bytes as ``\\udcff`` escapes) under a hidden
-    temporary name beside ``path``, then rename it into place: a reader, or a run killed
-    mid-write, sees the old file or the new one, never half."""
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` under a hidden temporary name beside ``path``, then rename it into place:
+    a reader, or a run killed or stopped by a full disk mid-write, sees the old file or the new
+    one, never half. Raises ``OSError`` naming ``path``."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with about(path):
-            # a name that is not valid UTF-8 (kept by Python as lone surrogates) is written as
-            # its escape, "\udcff": valid JSON and YAML that reads back as the same name
-            tmp.write_text(text, encoding="utf-8", errors="backslashreplace")
+            tmp.write_bytes(data)
             os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)  # a full disk must not also leave the half-written copy
         raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """:func:`write_bytes_atomic` of ``text`` as UTF-8, a name that is not valid UTF-8 (kept by
+    Python as lone surrogates) written as its escape, ``\\udcff``: valid JSON and YAML that
+    reads back as the same name."""
+    write_bytes_atomic(path, text.encode("utf-8", errors="backslashreplace"))
 
 
 def resolve_preset(name_or_path: str, kind: str, folder: Path | None = None) -> Path:

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
-from mfsr.errors import DataError, about
+from mfsr.config import write_bytes_atomic
+from mfsr.errors import DataError
 
 #: Largest image mfsr decodes, in pixels (about 8k x 8k). Larger declared sizes are refused
 #: before decoding, so a tiny file claiming a huge size cannot exhaust memory.
@@ -110,9 +111,9 @@ def encode_png(image: np.ndarray) -> bytes:
 
 
 def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write ``uint8 (H, W, 3)`` RGB to ``path`` as PNG."""
-    with about(path):
-        Path(path).write_bytes(encode_png(image))
+    """Write ``uint8 (H, W, 3)`` RGB to ``path`` as PNG, atomically (a full disk leaves no
+    half-written file)."""
+    write_bytes_atomic(path, encode_png(image))
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
