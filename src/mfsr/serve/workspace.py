@@ -10,7 +10,6 @@ never an exception in the server.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import threading
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mfsr.config import write_bytes_atomic
 from mfsr.data.images import encode_png
 from mfsr.enhance.model import Enhancer
 from mfsr.enhance.outputs import rounded
@@ -156,9 +156,7 @@ class Workspace:
         path = self.folder / clip.id / name
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            write_bytes_atomic(path, data)
         except OSError as exc:
             clip.message = f"results are shown but could not be kept in {self.folder} ({exc})"
 
