@@ -223,6 +223,10 @@ def test_cli_status_and_fetch(alexnet_file, monkeypatch):
     assert sha256(alexnet_file) in result.output
     assert "NO" in result.output  # not the official file
     assert "mfsr weights fetch vgg19 vgg16" in result.output
+    monkeypatch.setenv("COLUMNS", "80")  # a narrow terminal, or a pipe: names are not cut
+    narrow = runner.invoke(app, ["status"]).output
+    assert "…" not in narrow
+    assert "copy vgg19-dcbb9e9d.pth, vgg16-397923af.pth into " in narrow
 
     def offline(url, dst, hash_prefix=None, progress=True):
         raise urllib.error.URLError("offline")

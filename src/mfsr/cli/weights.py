@@ -44,7 +44,8 @@ def status() -> None:
 
     table = Table(title=f"pretrained trunks in {cache_dir()}")
     for column in ("trunk", "used by", "file", "cached", "sha256", "official"):
-        table.add_column(column)
+        # names and digests are copied by hand: folded on a narrow terminal, never cut with "…"
+        table.add_column(column, overflow="fold" if column in ("file", "sha256") else "ellipsis")
     missing = []
     for name, spec in TRUNKS.items():
         info = inspect_file(name)
@@ -59,7 +60,9 @@ def status() -> None:
     if missing:
         console.print(
             f"missing: {', '.join(missing)}; run `mfsr weights fetch {' '.join(missing)}` "
-            "(needs network) or copy the files into the folder above",
+            f"(needs network) or copy {', '.join(cache_path(n).name for n in missing)} into "
+            f"{cache_dir()}",
             markup=False,
             highlight=False,
+            soft_wrap=True,  # one line however narrow the terminal: names stay whole
         )
