@@ -207,6 +207,10 @@ def test_geometry_rules():
         select_windows(segments, 7, 40, 25.0, every=3, every_frame=True)
     verdicts = [check_face_size(f, 2.4, 32, 4, 4).verdict for f in (8, 20, 32, 60)]
     assert verdicts == ["too-small", "ok", "shrunk", "too-large"]
+    # the suggested --downscale is of the original frames: 0.5 already applied, face 60 px
+    assert "--downscale 0.267 (face about 32 px)" in check_face_size(60, 2.4, 32, 4, 4, 0.5).message
+    # a 32 px face is itself too large for a 16 px x4 model: no --downscale that would loop
+    assert "--downscale" not in check_face_size(60, 2.4, 16, 4, 4).message
 
 
 def test_flip_ensemble_averages_the_mirrored_pass(ckpt3):

@@ -92,16 +92,18 @@ class SizeCheck:
 
 
 def check_face_size(
-    face_px: float, enlarge: float, lr_size: int, scale: int, multiple: int
+    face_px: float, enlarge: float, lr_size: int, scale: int, multiple: int, downscale: float = 1.0
 ) -> SizeCheck:
     """Judge a face of ``face_px`` clip px for a model with ``lr_size`` LR px at ``scale``
-    (``multiple``: the model's LR-side divisor); rules in the module docstring. Never raises:
-    the caller raises :class:`MfsrError` with ``message`` for the two error verdicts."""
+    (``multiple``: the model's LR-side divisor; ``downscale``: the shrink already applied to
+    the frames, so that a suggested ``--downscale`` is relative to the original); rules in the
+    module docstring. Never raises: the caller raises :class:`MfsrError` with ``message`` for
+    the two error verdicts."""
     crop = enlarge * face_px
     ratio = crop / lr_size
     lr_face, hr_face = lr_size / enlarge, scale * lr_size / enlarge
     native = round_multiple(crop, multiple)
-    simulate = SIMULATED_FACE_PX / face_px
+    simulate = downscale * SIMULATED_FACE_PX / face_px
     head = (
         f"the face is {face_px:.0f} px wide in the clip; an LR crop of {lr_size} px frames it "
         f"at {lr_face:.1f} px"
@@ -121,13 +123,18 @@ def check_face_size(
         need = round_multiple(crop / scale, multiple, "up")
         bigger = [s for s in (2, 4, 8) if s > scale and ratio <= s]
         alt = f"; or a x{bigger[0]} model" if bigger else ""
+        # offered only where a face of that size is not too large for this model itself
+        fits = enlarge * SIMULATED_FACE_PX / lr_size <= scale
+        test = (
+            f"; to test on this clip, simulate low-resolution footage with --downscale "
+            f"{simulate:.3f} (face about {SIMULATED_FACE_PX:.0f} px)"
+        )
         message = (
             f"face too large for x{scale} at LR size {lr_size}: {head} and the enhanced face "
             f"would be {hr_face:.0f} px, smaller than in the clip, so the model would discard "
             f"detail the clip already has (this clip is already high-resolution for this "
             f"model). Use --lr-size {need} or more (output face >= the clip's; {native} keeps "
-            f"the clip's resolution){alt}; to test on this clip, simulate low-resolution "
-            f"footage with --downscale {simulate:.3f} (face about {SIMULATED_FACE_PX:.0f} px)"
+            f"the clip's resolution){alt}{test if fits else ''}"
         )
     elif ratio > WARN_RATIO:
         verdict = "shrunk"

@@ -241,7 +241,7 @@ def _windows_that_fit(
         log(note)
     if not windows:
         raise _no_windows_error(video, track.n_frames, track.segments, n, downscale)
-    size = face_size(track, windows, enlarge, enhancer)
+    size = face_size(track, windows, enlarge, enhancer, downscale)
     if size.verdict in ("too-small", "too-large"):
         raise MfsrError(f"{video}: {size.message}")
     if size.message:
@@ -249,12 +249,15 @@ def _windows_that_fit(
     return windows, size
 
 
-def face_size(track: Track, windows: list[range], enlarge: float, enhancer: Enhancer) -> SizeCheck:
+def face_size(
+    track: Track, windows: list[range], enlarge: float, enhancer: Enhancer, downscale: float = 1.0
+) -> SizeCheck:
     """The verdict on the face's size in ``windows`` for ``enhancer`` (median tracked crop side
-    / ``enlarge``, :func:`check_face_size`)."""
+    / ``enlarge``, :func:`check_face_size`; ``downscale``: already applied to the frames)."""
     sides = [track.crops[i].side for w in windows for i in w]  # type: ignore[union-attr]
     face_px = float(np.median(sides)) / enlarge
-    return check_face_size(face_px, enlarge, enhancer.lr_size, enhancer.scale, enhancer.multiple)
+    e = enhancer
+    return check_face_size(face_px, enlarge, e.lr_size, e.scale, e.multiple, downscale)
 
 
 def _enhance_windows(
