@@ -50,6 +50,9 @@ def test_enhance_without_a_model_uses_the_shipped_one(tmp_path, capsys):
     assert output.splitlines()[0].startswith(f"model: the shipped default, {DEFAULT}")
     doc = json.loads((out / "enhance.json").read_text())
     assert doc["model"]["file"] == str(shipped_path())
+    (trunk,) = doc["model"]["trunks"]  # its identity loss's trunk, not a path where it was made
+    assert trunk["name"] == "dlib_face_resnet_v1" and len(trunk["sha256"]) == 64
+    assert "path" not in trunk
     (window,) = doc["windows"]
     assert read_rgb(out / window["face"]).shape == (128, 128, 3)
 

@@ -136,7 +136,8 @@ def _checkpoint_info(path: str, file: Path, meta: dict[str, Any]) -> dict[str, A
         "file_sha256": file_sha256(file),
         "tensors_sha256": meta.get("tensors_sha256"),
         "random_trunk": meta.get("random_trunk"),
-        "trunks": meta.get("trunks"),
+        # the loss trunks it was trained with, less their path on the training machine
+        "trunks": [{k: v for k, v in t.items() if k != "path"} for t in meta.get("trunks") or []],
         "model_config": meta.get("model_config"),
         "run_name": train.get("name"),
         "loss": train.get("loss"),
