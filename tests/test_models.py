@@ -124,6 +124,14 @@ def test_a_bad_override_is_not_blamed_on_the_preset_file():
         load_model_config("quick", {"widht": 8})
 
 
+def test_a_bad_file_is_blamed_on_the_file_and_an_override_can_fix_it(tmp_path):
+    bad = tmp_path / "m.yaml"
+    bad.write_text("name: unet_geu\nscale: 3\n")
+    with pytest.raises(MfsrError, match=r"m\.yaml: scale"):
+        load_model_config(bad, {"width": 8})
+    assert load_model_config(bad, {"scale": 4}).scale == 4
+
+
 def test_bad_input_shapes():
     model = build_model(ModelConfig(n_frames=3, scale=2, width=4, depth=3, n_geu=1))
     with pytest.raises(ValueError, match=r"depth.*divisible by 2\*\*\(depth-1\) = 4"):

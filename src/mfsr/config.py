@@ -234,6 +234,21 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def from_file_and_overrides(
+    cls: type[T], file_data: dict[str, Any], merged: dict[str, Any] | None, path: Path
+) -> T:
+    """:func:`from_dict` of ``merged`` (``file_data`` with overrides applied; None: no
+    overrides). A bad value is blamed on the file at ``path`` when the file alone has it, else
+    on the overrides (``<path>, overridden: <field>: ...``)."""
+    if merged is None:
+        return from_dict(cls, file_data, where=f"{path}: ")
+    try:
+        return from_dict(cls, merged, where=f"{path}, overridden: ")
+    except MfsrError:
+        from_dict(cls, file_data, where=f"{path}: ")  # raises the file's own error, if any
+        raise
+
+
 def to_dict(obj: Any) -> Any:
     """Dataclass (nested) -> plain dict/list values, tuples as lists (YAML/JSON friendly)."""
     if dataclasses.is_dataclass(obj):

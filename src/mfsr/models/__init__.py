@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from torch import nn
 
-from mfsr.config import from_dict, read_yaml, resolve_preset
+from mfsr.config import from_file_and_overrides, read_yaml, resolve_preset
 from mfsr.models.baselines import Bicubic, ClassicalFusion
 from mfsr.models.unet_geu import FUSIONS, UNetGEU
 
@@ -106,10 +106,8 @@ def load_model_config(
     naming the field and where its bad value came from: the file, or the overrides."""
     path = resolve_preset(str(name_or_path), "model")
     data = read_yaml(path)
-    cfg = from_dict(ModelConfig, data, where=f"{path}: ")  # the file alone: its errors are its own
-    if not overrides:
-        return cfg
-    return from_dict(ModelConfig, {**data, **overrides}, where=f"{path}, overridden: ")
+    merged = {**data, **overrides} if overrides else None
+    return from_file_and_overrides(ModelConfig, data, merged, path)
 
 
 __all__ = [

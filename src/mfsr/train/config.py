@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from mfsr.config import PRESET_DIR, from_dict, merge, parse_overrides, read_yaml, resolve_preset
+from mfsr.config import (
+    PRESET_DIR,
+    from_file_and_overrides,
+    merge,
+    parse_overrides,
+    read_yaml,
+    resolve_preset,
+)
 from mfsr.errors import MfsrError
 from mfsr.losses import parse_spec, spec_from_mapping
 from mfsr.models import ModelConfig
@@ -173,7 +180,9 @@ def load_train_config(name_or_path: str, overrides: list[str] | None = None) -> 
     """Read a training YAML (and the preset it ``extends``), apply ``--set`` overrides, and
     check everything."""
     path = resolve_preset(name_or_path, "training", TRAIN_PRESETS)
-    data = merge(read_training_yaml(path), parse_overrides(overrides or []))
-    if isinstance(data.get("loss"), dict):  # the mapping form: {charbonnier: 1.0, ...}
-        data["loss"] = spec_from_mapping(data["loss"], where=f"{path}: loss")
-    return from_dict(TrainConfig, data, where=f"{path}: ")
+    file_data = read_training_yaml(path)
+    merged = merge(file_data, parse_overrides(overrides)) if overrides else None
+    for data in (file_data, merged):
+        if data is not None and isinstance(data.get("loss"), dict):  # {charbonnier: 1.0, ...}
+            data["loss"] = spec_from_mapping(data["loss"], where=f"{path}: loss")
+    return from_file_and_overrides(TrainConfig, file_data, merged, path)
