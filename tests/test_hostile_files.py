@@ -278,3 +278,12 @@ def test_the_file_corpus_keeps_its_cases():
         + len(SEQUENCE_CASES) + 3
     )  # fmt: skip
     assert n >= 86, n  # 86 cases on 2026-11-29 (3: the non-finite tensors)
+
+
+def test_a_bad_single_frame_is_reported_before_any_padding(tmp_path, capsys):
+    """One frame for a 7-frame model is padded, with a warning; a frame that cannot be read
+    is reported alone (the padding warning once came first)."""
+    code, output = run(capsys, "enhance", "--frames", tmp_path, "--baseline", "bicubic",
+                       "--out", tmp_path / "out")  # fmt: skip
+    assert_one_line_error(code, output, "is a folder, not an image")
+    assert "padded" not in output

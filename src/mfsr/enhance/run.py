@@ -349,10 +349,10 @@ def enhance_frames(
     started = time.perf_counter()
     check_out(out, overwrite)
     fit_batch(enhancer, 1, log)  # one window must fit
+    images = load_frames(files, enhancer, log)  # first: a missing frame is the news, not padding
     plan, ref, note = frame_plan(len(files), enhancer.n_frames)
     if note:
         log(note)
-    images = load_frames(files, enhancer, log)
     prepare_out(out, overwrite)
     window = np.stack([images[i] for i in plan])
     shifts = measure_shifts(window)
