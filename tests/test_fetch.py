@@ -196,3 +196,17 @@ def test_data_build_finds_lfw_under_data_root(tmp_path, capsys, monkeypatch, lfw
     assert code == 0, output
     meta = json.loads((tmp_path / "out" / "dataset.json").read_text())
     assert meta["source"] == str(root / "lfw" / "images_deepfunneled")
+
+
+def test_commands_without_data_leave_no_folders(tmp_path, capsys, monkeypatch):
+    """A new user without LFW: each command fails in one line and leaves no empty runs/,
+    eval/ or studies/ folder, nor a study.yaml (they once did)."""
+    monkeypatch.setenv("MFSR_DATA", str(tmp_path / "nowhere"))
+    monkeypatch.chdir(tmp_path)
+    for args, message in (
+        (["train", "--config", "smoke"], "lfw: not found (looked in"),
+        (["study", "--config", "smoke"], "lfw: not found (looked in"),
+        (["evaluate", "--baseline", "bicubic", "--data", "none", "--out", "eval/x"], "not found"),
+    ):
+        assert_one_line_error(*run(capsys, *args), message)
+        assert list(tmp_path.iterdir()) == [], args

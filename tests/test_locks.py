@@ -85,13 +85,22 @@ def test_lock_leaves_written_folders_and_names_bad_places(tmp_path):
         folder_lock(tmp_path / "file", "run"),
     ):
         pass
-    with folder_lock(tmp_path / "new" / "run", "run"):
+    with folder_lock(tmp_path / "new" / "runs" / "run", "run"):
         pass
-    assert not (tmp_path / "new" / "run").exists()  # made by the lock, nothing written: removed
+    assert not (tmp_path / "new").exists()  # made by the lock, nothing written: removed
+    (tmp_path / "kept").mkdir()
+    with folder_lock(tmp_path / "kept" / "a" / "b", "run"):
+        (tmp_path / "kept" / "a" / "note.txt").write_text("written beside the run")
+    assert sorted(p.name for p in (tmp_path / "kept" / "a").iterdir()) == ["note.txt"]
+    with (
+        pytest.raises(MfsrError, match=r"cannot write the run folder \(.*file is a file, not a"),
+        folder_lock(tmp_path / "file" / "run", "run"),
+    ):
+        pass
     if os.geteuid() != 0:  # root writes into read-only folders
         (tmp_path / "ro").mkdir(mode=0o500)
         with (
-            pytest.raises(MfsrError, match="cannot lock"),
+            pytest.raises(MfsrError, match="cannot write"),
             folder_lock(tmp_path / "ro" / "x", "run"),
         ):
             pass

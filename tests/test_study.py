@@ -369,13 +369,13 @@ def test_a_study_from_before_a_setting_existed_goes_on(tmp_path):
     from mfsr.study.run import _check_study_file
 
     cfg = load_study_config("smoke", [f"out_dir={tmp_path}"])
-    _check_study_file(cfg)
+    saved, _ = _check_study_file(cfg)  # what a first call writes
     path = cfg.study_dir / "study.yaml"
-    saved = yaml.safe_load(path.read_text())
+    path.parent.mkdir(parents=True)
     del saved["evaluate"]["batch_size"], saved["parallel"]
     path.write_text(yaml.safe_dump(saved))
-    _check_study_file(cfg)  # no error; study.yaml is rewritten in full
-    assert "batch_size" in yaml.safe_load(path.read_text())["evaluate"]
+    settings, _ = _check_study_file(cfg)  # no error; study.yaml is rewritten in full
+    assert "batch_size" in settings["evaluate"]
     saved["evaluate"]["batch_size"] = cfg.evaluate.batch_size + 1
     path.write_text(yaml.safe_dump(saved))
     with pytest.raises(MfsrError, match="other evaluate settings"):

@@ -63,8 +63,8 @@ def folder_lock(folder: Path, what: str, wait: bool = False) -> Iterator[None]:
     ``what`` names the folder's kind in messages ("run", "dataset", ...). If another process
     holds it: :class:`MfsrError` naming its pid, or with ``wait`` a warning naming it and a wait
     until it is released. Re-entrant within a process. Raises :class:`MfsrError` if the folder
-    cannot be created or locked. On leaving, the lock file is removed, and the folder too if the
-    lock made it and nothing else was written there.
+    cannot be created or locked. On leaving, the lock file is removed, and the folder and the
+    parents the lock made too, where nothing else was written there.
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -79,7 +79,11 @@ def folder_lock(folder: Path, what: str, wait: bool = False) -> Iterator[None]:
             if not _HELD[key]:
                 del _HELD[key]
         return
-    made = not folder.exists()
+    made = []  # the folder and its missing parents, deepest first: removed again if empty
+    for missing in (folder, *folder.parents):
+        if missing.exists():
+            break
+        made.append(missing)
     try:  # _try_lock makes the folder
         path = folder / LOCK_NAME
         fd, holder = _try_lock(path, wait=False)
@@ -90,7 +94,9 @@ def folder_lock(folder: Path, what: str, wait: bool = False) -> Iterator[None]:
             )
             fd, holder = _try_lock(path, wait=True)
     except OSError as exc:
-        raise MfsrError(f"{folder}: cannot lock the {what} folder ({exc.strerror})") from None
+        file = next((p for p in folder.parents if p.is_file()), None)
+        why = f"{file} is a file, not a folder" if file else exc.strerror
+        raise MfsrError(f"{folder}: cannot write the {what} folder ({why})") from None
     if fd is None:
         raise MfsrError(
             f"{folder}: another mfsr process (pid {holder}) is writing this {what}; wait for it "
@@ -106,9 +112,11 @@ def folder_lock(folder: Path, what: str, wait: bool = False) -> Iterator[None]:
         with contextlib.suppress(OSError):
             path.unlink()  # before the unlock: a process that opened it meanwhile retries
         os.close(fd)
-        if made:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only if empty: a command that failed before writing anything
+        for created in made:  # only if empty: a command that failed before writing anything
+            try:
+                created.rmdir()
+            except OSError:
+                break
 
 
 def locked(what: str, param: str) -> Callable[[F], F]:

@@ -50,10 +50,10 @@ class StudyResult:
     doc: dict[str, Any]
 
 
-def _check_study_file(study: StudyConfig) -> list[str]:
-    """Write ``study.yaml``, refusing a call whose fixed sections or variants differ from the
-    folder's. Variants of earlier calls that this call leaves out stay in ``study.yaml`` (so a
-    later call that changes one is still refused); returns their names."""
+def _check_study_file(study: StudyConfig) -> tuple[dict[str, Any], list[str]]:
+    """What to write to ``study.yaml``, refusing a call whose fixed sections or variants differ
+    from the folder's, and the variants of earlier calls that this call leaves out: they stay
+    in ``study.yaml`` (so a later call that changes one is still refused)."""
     path = study.study_dir / "study.yaml"
     now = to_dict(study)
     old_variants: dict[str, Any] = {}
@@ -70,9 +70,7 @@ def _check_study_file(study: StudyConfig) -> list[str]:
             )
     left_out = [k for k in old_variants if k not in (now.get("variants") or {})]
     now["variants"] = {**old_variants, **(now.get("variants") or {})}
-    study.study_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, yaml.safe_dump(now, sort_keys=False))
-    return left_out
+    return now, left_out
 
 
 def choose_single_frame_loss(study: StudyConfig, loss_cfgs: list[TrainConfig]) -> dict[str, Any]:
@@ -191,7 +189,7 @@ def _run_study(study: StudyConfig, reporter: Reporter | None) -> StudyResult:
     runs = plan.loss_runs(study)
     checked = [plan.train_config(study, r, base=base) for r in runs]  # every config, first
     base_cfg = checked[0]  # its dataset is every run's (or the source of its frames view)
-    left_out = _check_study_file(study)
+    settings, left_out = _check_study_file(study)
     rep.stage(f"dataset {base_cfg.data.dataset}")
     ensure_dataset(base_cfg)  # built once here, before any (parallel) run needs it
     data = Path(base_cfg.data.dataset)
@@ -200,6 +198,7 @@ def _run_study(study: StudyConfig, reporter: Reporter | None) -> StudyResult:
             f"{data}: no {study.evaluate.split}/ split to evaluate on; build the dataset with "
             f"that split (data.build.splits in the training config, or mfsr data build --splits)"
         )
+    write_text_atomic(root / "study.yaml", yaml.safe_dump(settings, sort_keys=False))
     views = {n: _frames_view(study, base_cfg, data, n, rep) for n in study.frames}
     sources = [views.get(r.n_frames, data) for r in runs]  # the data each run reads
     cfgs = [
