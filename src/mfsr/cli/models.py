@@ -31,7 +31,7 @@ def _lines(name: str, file: Path) -> list[str]:
 def list_models(
     runs: Path = typer.Option(Path("runs"), help="Folder of trained run folders to list too."),
 ) -> None:
-    """The shipped models (the first is the default of ``mfsr enhance``) and the trained runs
+    """The shipped models (the first is the default of mfsr enhance) and the trained runs
     under --runs, each with its checkpoint's sha256."""
     from mfsr.errors import MfsrError
     from mfsr.shipped import DEFAULT, SHIPPED, shipped_path
