@@ -200,7 +200,7 @@ def test_data_build_finds_lfw_under_data_root(tmp_path, capsys, monkeypatch, lfw
 
 def test_commands_without_data_leave_no_folders(tmp_path, capsys, monkeypatch):
     """A new user without LFW: each command fails in one line and leaves no empty runs/,
-    eval/ or studies/ folder, nor a study.yaml (they once did)."""
+    eval/ or studies/ folder, nor a study.yaml, nor an empty progress bar (they once did)."""
     monkeypatch.setenv("MFSR_DATA", str(tmp_path / "nowhere"))
     monkeypatch.chdir(tmp_path)
     for args, message in (
@@ -208,5 +208,10 @@ def test_commands_without_data_leave_no_folders(tmp_path, capsys, monkeypatch):
         (["study", "--config", "smoke"], "lfw: not found (looked in"),
         (["evaluate", "--baseline", "bicubic", "--data", "none", "--out", "eval/x"], "not found"),
     ):
-        assert_one_line_error(*run(capsys, *args), message)
+        code, output = run(capsys, *args)
+        assert_one_line_error(code, output, message)
+        assert "0/?" not in output  # no progress bar for work that never started (there was)
         assert list(tmp_path.iterdir()) == [], args
+    code, output = run(capsys, "data", "fetch", "bogus")
+    assert_one_line_error(code, output, "unknown dataset 'bogus'")
+    assert "downloading" not in output

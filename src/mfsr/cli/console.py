@@ -10,6 +10,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -22,22 +23,28 @@ console = Console(stderr=True)
 
 
 @contextmanager
-def progress_bars() -> Iterator[Callable[[str], Callable[[int, int], None]]]:
-    """One live rich display; yields ``add(description) -> update(done, total)``."""
-    with Progress(
+def progress_bars(
+    *columns: ProgressColumn,
+) -> Iterator[Callable[[str], Callable[[int, int | None], None]]]:
+    """One live rich display (``columns``: default description, bar, done/total and times);
+    yields ``add(description) -> update(done, total)``, total None when unknown. A bar is shown
+    from its first update: work refused before it starts leaves no empty "0/?" bar."""
+    columns = columns or (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=console,
-    ) as progress:
+    )
+    with Progress(*columns, console=console) as progress:
 
         def add(description: str) -> Callable[[int, int], None]:
-            task = progress.add_task(description, total=None)
+            tasks: list = []
 
-            def update(done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total)
+            def update(done: int, total: int | None) -> None:
+                if not tasks:
+                    tasks.append(progress.add_task(description, total=total))
+                progress.update(tasks[0], completed=done, total=total)
 
             return update
 

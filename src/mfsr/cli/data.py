@@ -186,22 +186,21 @@ def fetch(
     download resumes when the command is run again."""
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
-    from mfsr.cli.console import console
+    from mfsr.cli.console import console, progress_bars
     from mfsr.data.fetch import KNOWN, fetch_dataset
 
     if name in KNOWN:
         console.print(f"{name}: {KNOWN[name].about}", markup=False, highlight=False, soft_wrap=True)
-    with Progress(
-        *Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), console=console
-    ) as bars:
-        task = bars.add_task(f"downloading {name}", total=None)
+    columns = (*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn())
+    with progress_bars(*columns) as add:
+        update = add(f"downloading {name}")
         folder, fetched = fetch_dataset(
             name,
             to,
             url=url,
             sha256=sha256,
             archive=archive,
-            progress=lambda done, total: bars.update(task, completed=done, total=total or None),
+            progress=lambda done, total: update(done, total or None),
         )
     state = "done" if fetched else "already there"
     console.print(f"[green]{state}:[/] {folder}", highlight=False, soft_wrap=True)
