@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import socket
 
 import cv2
 import numpy as np
@@ -108,6 +109,13 @@ def test_other_hosts_and_tokens(served, tmp_path):
         assert other.request("/api/clips", headers={"Cookie": cookie})[0] == 200
     finally:
         other.stop()
+    # on every address: the printed address names this machine (it once said 0.0.0.0)
+    every = Served(tmp_path / "every", "--host", "0.0.0.0")
+    try:
+        assert every.base == f"http://{socket.gethostname()}:{every.base.rsplit(':', 1)[1]}"
+        assert "listening on every address" in every.lines[-1]
+    finally:
+        every.stop()
 
 
 def test_uploads_are_deleted_on_exit(tmp_path):

@@ -71,9 +71,14 @@ def serve(
     folder = Path(tempfile.mkdtemp(prefix="mfsr-serve-")) if owned else workdir
     workspace = Workspace(folder, enhancer, classical, owned=owned)
     app = create_app(workspace, hosts=hosts, token=token, max_bytes=max_upload_mb * 1_000_000)
-    address = f"http://{name}:{port}/" + (f"?token={token}" if token else "")
+    wildcard = host in ("0.0.0.0", "::")  # every address: name the machine, not 0.0.0.0
+    shown = socket.gethostname() if wildcard else name
+    address = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+    where = " (listening on every address of this machine)" if wildcard else ""
     console.print(f"model: {enhancer.label} (x{enhancer.scale}, {enhancer.n_frames} frames)")
-    console.print(f"mfsr serve: open {address}  (Ctrl-C to stop)", highlight=False, soft_wrap=True)
+    console.print(
+        f"mfsr serve: open {address}{where}  (Ctrl-C to stop)", highlight=False, soft_wrap=True
+    )
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     try:
         server.run(sockets=[sock])
