@@ -13,6 +13,7 @@ import io
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
@@ -114,6 +115,13 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write ``uint8 (H, W, 3)`` RGB to ``path`` as PNG, atomically (a full disk leaves no
     half-written file)."""
     write_bytes_atomic(path, encode_png(image))
+
+
+def write_figure(figure: Any, path: str | os.PathLike) -> None:
+    """Save a matplotlib ``figure`` to ``path`` as PNG, atomically (as :func:`write_png`)."""
+    buf = io.BytesIO()
+    figure.savefig(buf, format="png")
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

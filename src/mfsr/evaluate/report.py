@@ -19,7 +19,8 @@ import numpy as np
 
 from mfsr import __version__
 from mfsr.config import write_text_atomic
-from mfsr.errors import MfsrError, about
+from mfsr.data.images import write_figure
+from mfsr.errors import MfsrError
 from mfsr.metrics import ffr, pixel, sharpness, stats
 from mfsr.metrics.table import FaceSettings, column, write_csv
 
@@ -300,8 +301,7 @@ def plot_curve(summary: dict[str, Any], path: Path) -> None:
     ax.set_title(f"Verification curve (n = {curve['of']})", fontsize=10)
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
-    with about(path):
-        fig.savefig(path)
+    write_figure(fig, path)
 
 
 def write_results(

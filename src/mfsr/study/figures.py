@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from mfsr.errors import about
+from mfsr.data.images import write_figure
 
 LINESTYLES = ("-", "--", ":", "-.")
 #: metrics of ``frames.png``
@@ -101,8 +101,7 @@ def bar_chart(doc: dict[str, Any], metric: str, path: Path) -> None:
     if notes:
         fig.text(0.01, 0.005, "\n".join(notes), fontsize=6.5, color="firebrick", va="bottom")
     fig.tight_layout(rect=(0, 0.05 * len(notes), 1, 1))
-    with about(path):
-        fig.savefig(path)
+    write_figure(fig, path)
 
 
 def _read_val(path: Path) -> dict[str, np.ndarray]:
@@ -151,8 +150,7 @@ def curves(doc: dict[str, Any], runs_dir: Path, path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=6, ncol=2, loc="lower right")
     fig.tight_layout()
-    with about(path):
-        fig.savefig(path)
+    write_figure(fig, path)
 
 
 def qualitative(
@@ -179,8 +177,7 @@ def qualitative(
                 ax.set_ylabel(str(samples[r])[:22], fontsize=5)
     fig.subplots_adjust(left=0.04, right=0.99, top=1 - 0.4 / (rows * size + 0.5), bottom=0.01)
     fig.subplots_adjust(wspace=0.03, hspace=0.03)
-    with about(path):
-        fig.savefig(path)
+    write_figure(fig, path)
 
 
 def frames_plot(doc: dict[str, Any], path: Path, metrics: tuple[str, ...] = FRAMES_METRICS) -> None:
@@ -220,5 +217,4 @@ def frames_plot(doc: dict[str, Any], path: Path, metrics: tuple[str, ...] = FRAM
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    with about(path):
-        fig.savefig(path)
+    write_figure(fig, path)

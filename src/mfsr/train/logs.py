@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from mfsr.config import write_text_atomic
+from mfsr.data.images import write_png
 from mfsr.errors import about
 
 TRAIN_FIELDS = ["step", "epoch", "loss", "terms", "lr", "grad_norm", "samples_per_s"]
@@ -173,5 +173,4 @@ def save_samples(path: Path, lr_ref: torch.Tensor, sr: torch.Tensor, hr: torch.T
     rows = torch.cat([torch.cat([u, s, h], dim=2) for u, s, h in zip(up, sr, hr)], dim=1)
     image = (rows.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with about(path):
-        Image.fromarray(np.ascontiguousarray(image)).save(path)
+    write_png(path, np.ascontiguousarray(image))
