@@ -97,6 +97,18 @@ def test_lock_leaves_written_folders_and_names_bad_places(tmp_path):
         folder_lock(tmp_path / "file" / "run", "run"),
     ):
         pass
+    # only the folders the lock really made are removed: not an empty one that was there
+    # (reached through "..") and not on a failure half-way either
+    (tmp_path / "keep").mkdir()
+    with folder_lock(tmp_path / "typo" / ".." / "keep" / "run", "run"):
+        pass
+    assert (tmp_path / "keep").is_dir() and not (tmp_path / "typo").exists()
+    with (
+        pytest.raises(MfsrError, match="cannot write"),
+        folder_lock(tmp_path / "made" / ("x" * 300), "run"),
+    ):
+        pass
+    assert not (tmp_path / "made").exists()
     if os.geteuid() != 0:  # root writes into read-only folders
         (tmp_path / "ro").mkdir(mode=0o500)
         with (

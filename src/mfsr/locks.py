@@ -37,11 +37,39 @@ except ImportError:  # Windows: no flock; one writer per folder is then the user
 _HELD: dict[Path, int] = {}
 
 
-def _try_lock(path: Path, wait: bool) -> tuple[int | None, str]:
-    """(open descriptor holding the lock, "") or (None, the holder's pid as written)."""
-    while True:
-        path.parent.mkdir(parents=True, exist_ok=True)  # a holder may remove a folder it made
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+def _make_folders(folder: Path, made: list[Path]) -> None:
+    """Create ``folder`` and its missing parents, top down, adding each one this call makes to
+    the front of ``made`` as it goes (deepest first; one that existed, or that another
+    process made first, is not ours)."""
+    for path in reversed((folder, *folder.parents)):
+        if path.exists():
+            continue
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            continue
+        if path not in made:  # made again after a holder removed it: already listed
+            made.insert(0, path)
+
+
+def _remove_empty(made: list[Path]) -> None:
+    """Remove the folders of ``made`` (deepest first) while they are empty."""
+    for path in made:
+        try:
+            path.rmdir()
+        except OSError:
+            break
+
+
+def _try_lock(path: Path, wait: bool, made: list[Path]) -> tuple[int | None, str]:
+    """(open descriptor holding the lock, "") or (None, the holder's pid as written); the
+    folders it creates are added to ``made``."""
+    for _ in range(100):
+        _make_folders(path.parent, made)  # again: a holder may remove a folder it made
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # removed again between the two calls (or a dangling link)
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -54,6 +82,7 @@ def _try_lock(path: Path, wait: bool) -> tuple[int | None, str]:
         except FileNotFoundError:
             pass
         os.close(fd)
+    raise FileNotFoundError(2, "No such file or directory", str(path))
 
 
 @contextlib.contextmanager
@@ -79,25 +108,23 @@ def folder_lock(folder: Path, what: str, wait: bool = False) -> Iterator[None]:
             if not _HELD[key]:
                 del _HELD[key]
         return
-    made = []  # the folder and its missing parents, deepest first: removed again if empty
-    for missing in (folder, *folder.parents):
-        if missing.exists():
-            break
-        made.append(missing)
+    made: list[Path] = []  # the folders the lock made, deepest first: removed again if empty
     try:  # _try_lock makes the folder
         path = folder / LOCK_NAME
-        fd, holder = _try_lock(path, wait=False)
+        fd, holder = _try_lock(path, False, made)
         if fd is None and wait:
             warnings.warn(
                 f"{folder}: waiting for mfsr process {holder} to finish writing this {what}",
                 stacklevel=3,
             )
-            fd, holder = _try_lock(path, wait=True)
+            fd, holder = _try_lock(path, True, made)
     except OSError as exc:
+        _remove_empty(made)
         file = next((p for p in folder.parents if p.is_file()), None)
         why = f"{file} is a file, not a folder" if file else exc.strerror
         raise MfsrError(f"{folder}: cannot write the {what} folder ({why})") from None
     if fd is None:
+        _remove_empty(made)
         raise MfsrError(
             f"{folder}: another mfsr process (pid {holder}) is writing this {what}; wait for it "
             "to finish, or use another folder"
@@ -112,11 +139,7 @@ def folder_lock(folder: Path, what: str, wait: bool = False) -> Iterator[None]:
         with contextlib.suppress(OSError):
             path.unlink()  # before the unlock: a process that opened it meanwhile retries
         os.close(fd)
-        for created in made:  # only if empty: a command that failed before writing anything
-            try:
-                created.rmdir()
-            except OSError:
-                break
+        _remove_empty(made)  # only if empty: a command that failed before writing anything
 
 
 def locked(what: str, param: str) -> Callable[[F], F]:
