@@ -209,8 +209,10 @@ def test_geometry_rules():
     assert verdicts == ["too-small", "ok", "shrunk", "too-large"]
     # the suggested --downscale is of the original frames: 0.5 already applied, face 60 px
     assert "--downscale 0.267 (face about 32 px)" in check_face_size(60, 2.4, 32, 4, 4, 0.5).message
-    # a 32 px face is itself too large for a 16 px x4 model: no --downscale that would loop
+    # a 32 px face is itself too large for a 16 px x4 model, too small for a 128 px one: no
+    # --downscale that would go round in a circle
     assert "--downscale" not in check_face_size(60, 2.4, 16, 4, 4).message
+    assert "--downscale" not in check_face_size(250, 2.4, 128, 4, 4).message  # nor too small
 
 
 def test_flip_ensemble_averages_the_mirrored_pass(ckpt3):

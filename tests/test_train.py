@@ -121,7 +121,7 @@ def test_config_errors(tiny_data, tmp_path):
     with pytest.raises(MfsrError, match="unknown training preset 'nosuch'"):
         load_train_config("nosuch")
     # a bad --set is blamed on the override, not the preset file (it once was); a bad file on
-    # the file, whatever is overridden; a file that only the override makes valid is accepted
+    # the file, unless overridden; a file that only the override makes valid is accepted
     with pytest.raises(MfsrError, match=r"smoke\.yaml, overridden: foo: unknown key"):
         load_train_config("smoke", ["foo=bar"])
     bad = tmp_path / "t.yaml"
@@ -129,6 +129,8 @@ def test_config_errors(tiny_data, tmp_path):
     with pytest.raises(MfsrError, match=r"t\.yaml: epochs: expected an integer"):
         load_train_config(str(bad), ["seed=1"])
     assert load_train_config(str(bad), ["epochs=3"]).epochs == 3
+    with pytest.raises(MfsrError, match=r"t\.yaml, overridden: optim\.lr: expected"):
+        load_train_config(str(bad), ["epochs=3", "optim.lr=abc"])  # the file's error is fixed
     cfg = load_train_config("smoke", overrides(tiny_data, tmp_path, "model.scale=2"))
     with pytest.raises(MfsrError, match=r"dataset has scale = 4 but model\.scale = 2"):
         train(cfg)

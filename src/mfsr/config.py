@@ -238,14 +238,19 @@ def from_file_and_overrides(
     cls: type[T], file_data: dict[str, Any], merged: dict[str, Any] | None, path: Path
 ) -> T:
     """:func:`from_dict` of ``merged`` (``file_data`` with overrides applied; None: no
-    overrides). A bad value is blamed on the file at ``path`` when the file alone has it, else
-    on the overrides (``<path>, overridden: <field>: ...``)."""
+    overrides). A bad value is blamed on the file at ``path`` when the file alone has the same
+    error, else on the overrides (``<path>, overridden: <field>: ...``)."""
+    own, overridden = f"{path}: ", f"{path}, overridden: "
     if merged is None:
-        return from_dict(cls, file_data, where=f"{path}: ")
+        return from_dict(cls, file_data, where=own)
     try:
-        return from_dict(cls, merged, where=f"{path}, overridden: ")
-    except MfsrError:
-        from_dict(cls, file_data, where=f"{path}: ")  # raises the file's own error, if any
+        return from_dict(cls, merged, where=overridden)
+    except MfsrError as exc:
+        try:
+            from_dict(cls, file_data, where=own)
+        except MfsrError as file_exc:  # the same error in the file alone: the file's own
+            if str(file_exc).removeprefix(own) == str(exc).removeprefix(overridden):
+                raise file_exc from None
         raise
 
 

@@ -123,8 +123,8 @@ def check_face_size(
         need = round_multiple(crop / scale, multiple, "up")
         bigger = [s for s in (2, 4, 8) if s > scale and ratio <= s]
         alt = f"; or a x{bigger[0]} model" if bigger else ""
-        # offered only where a face of that size is not too large for this model itself
-        fits = enlarge * SIMULATED_FACE_PX / lr_size <= scale
+        # offered only where a face of that size is neither too large nor too small itself
+        fits = MIN_RATIO <= enlarge * SIMULATED_FACE_PX / lr_size <= scale
         test = (
             f"; to test on this clip, simulate low-resolution footage with --downscale "
             f"{simulate:.3f} (face about {SIMULATED_FACE_PX:.0f} px)"
