@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -11,6 +11,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -22,13 +23,26 @@ from mfsr.data.report import BuildReport
 console = Console(stderr=True)
 
 
+#: A bar without updates is shown after this many seconds (a slow start or a stalled download
+#: shows its elapsed time; work refused at once shows no empty "0/?" bar).
+QUIET_S = 1.0
+
+
+class _Progress(Progress):
+    """Shows a task from its first update, or once it has waited :data:`QUIET_S`."""
+
+    def make_tasks_table(self, tasks: Iterable[Task]) -> Table:
+        shown = [t for t in tasks if t.fields.get("updated") or (t.elapsed or 0.0) >= QUIET_S]
+        return super().make_tasks_table(shown)
+
+
 @contextmanager
 def progress_bars(
     *columns: ProgressColumn,
 ) -> Iterator[Callable[[str], Callable[[int, int | None], None]]]:
     """One live rich display (``columns``: default description, bar, done/total and times);
-    yields ``add(description) -> update(done, total)``, total None when unknown. A bar is shown
-    from its first update: work refused before it starts leaves no empty "0/?" bar."""
+    yields ``add(description) -> update(done, total)``, total None when unknown. A bar shows
+    from its first update, or after :data:`QUIET_S` without one."""
     columns = columns or (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -36,15 +50,13 @@ def progress_bars(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console) as progress:
+    with _Progress(*columns, console=console) as progress:
 
-        def add(description: str) -> Callable[[int, int], None]:
-            tasks: list = []
+        def add(description: str) -> Callable[[int, int | None], None]:
+            task = progress.add_task(description, total=None, updated=False)
 
             def update(done: int, total: int | None) -> None:
-                if not tasks:
-                    tasks.append(progress.add_task(description, total=total))
-                progress.update(tasks[0], completed=done, total=total)
+                progress.update(task, completed=done, total=total, updated=True)
 
             return update
 
