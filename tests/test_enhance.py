@@ -120,7 +120,8 @@ def test_frames_fewer_than_n_and_larger_than_lr(tmp_path):
     assert read_rgb(out / "lr_000001.png").shape == (32, 32, 3)
     # More frames than N: the N centred on the middle one.
     many = enhance_frames(paths * 3, load_enhancer(baseline="bicubic", n_frames=5), tmp_path / "m")
-    assert many["windows"][0]["frames"] == [2, 3, 4, 5, 6] and "centred" in many["warnings"][0]
+    assert many["windows"][0]["frames"] == [2, 3, 4, 5, 6]
+    assert any("centred" in w for w in many["warnings"])
 
 
 def test_registration_modes(clip, tmp_path):

@@ -171,6 +171,20 @@ def _frames_view(study: StudyConfig, cfg: TrainConfig, data: Path, n: int, rep: 
     return view
 
 
+def _dataset(study: StudyConfig, base_cfg: TrainConfig, rep: Reporter) -> Path:
+    """The study's dataset, built once here, before any (parallel) run needs it; raises
+    :class:`MfsrError` when it has no split to evaluate on."""
+    rep.stage(f"dataset {base_cfg.data.dataset}")
+    ensure_dataset(base_cfg)
+    data = Path(base_cfg.data.dataset)
+    if not (data / study.evaluate.split).is_dir():
+        raise MfsrError(
+            f"{data}: no {study.evaluate.split}/ split to evaluate on; build the dataset with "
+            f"that split (data.build.splits in the training config, or mfsr data build --splits)"
+        )
+    return data
+
+
 def run_study(study: StudyConfig, reporter: Reporter | None = None) -> StudyResult:
     """Train, evaluate and report a study (see the module docstring); returns what was done.
 
@@ -190,14 +204,7 @@ def _run_study(study: StudyConfig, reporter: Reporter | None) -> StudyResult:
     checked = [plan.train_config(study, r, base=base) for r in runs]  # every config, first
     base_cfg = checked[0]  # its dataset is every run's (or the source of its frames view)
     settings, left_out = _check_study_file(study)
-    rep.stage(f"dataset {base_cfg.data.dataset}")
-    ensure_dataset(base_cfg)  # built once here, before any (parallel) run needs it
-    data = Path(base_cfg.data.dataset)
-    if not (data / study.evaluate.split).is_dir():
-        raise MfsrError(
-            f"{data}: no {study.evaluate.split}/ split to evaluate on; build the dataset with "
-            f"that split (data.build.splits in the training config, or mfsr data build --splits)"
-        )
+    data = _dataset(study, base_cfg, rep)
     write_text_atomic(root / "study.yaml", yaml.safe_dump(settings, sort_keys=False))
     views = {n: _frames_view(study, base_cfg, data, n, rep) for n in study.frames}
     sources = [views.get(r.n_frames, data) for r in runs]  # the data each run reads
