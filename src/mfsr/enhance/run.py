@@ -256,8 +256,8 @@ def face_size(
     / ``enlarge``, :func:`check_face_size`; ``downscale``: already applied to the frames)."""
     sides = [track.crops[i].side for w in windows for i in w]  # type: ignore[union-attr]
     face_px = float(np.median(sides)) / enlarge
-    e = enhancer
-    return check_face_size(face_px, enlarge, e.lr_size, e.scale, e.multiple, downscale)
+    lr_size, scale, multiple = enhancer.lr_size, enhancer.scale, enhancer.multiple
+    return check_face_size(face_px, enlarge, lr_size, scale, multiple, downscale)
 
 
 def _enhance_windows(
